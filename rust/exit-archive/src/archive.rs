@@ -1,0 +1,886 @@
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
+
+use crate::arena::Arena;
+use crate::config::{Config, Prioritization};
+use crate::error::{invalid, Error, Result};
+use crate::novelty::{self, Metric};
+use crate::ostree::{Key, OsTree};
+use crate::rng::Rng;
+use crate::weights::{StalenessTree, SumTree};
+
+pub(crate) const NO_PARENT: u64 = u64::MAX;
+pub(crate) const NOT_RESIDENT: u32 = u32::MAX;
+
+/// Lineage of an id: kept for every id ever inserted, evicted ones included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lineage {
+    pub parent: Option<u64>,
+    pub root: u64,
+    pub depth: u32,
+}
+
+/// Per-entry bookkeeping of a resident id.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EntryInfo {
+    pub score: f64,
+    pub lineage: Lineage,
+    pub added_step: u64,
+    pub last_step: u64,
+    pub times_sampled: u64,
+}
+
+/// Counters and sizes for monitoring.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub len: usize,
+    pub capacity: usize,
+    pub next_id: u64,
+    pub evicted: u64,
+    pub removed: u64,
+    pub sampled: u64,
+    pub payload_bytes: u64,
+    pub lineage_bytes: usize,
+    pub memory_bytes: usize,
+    pub score_min: f64,
+    pub score_max: f64,
+    pub score_mean: f64,
+    pub depth_max: u32,
+}
+
+/// Bytes of lineage log per id ever inserted: parent u64, root u64, depth u32, slot u32.
+pub const LINEAGE_BYTES_PER_ID: usize = std::mem::size_of::<LogRecord>();
+
+/// Lineage of one id, plus its resident slot; one record so a lookup is one cache line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LogRecord {
+    pub parent: u64,
+    pub root: u64,
+    pub depth: u32,
+    pub slot: u32,
+}
+
+/// Bookkeeping of one resident slot, kept together for the same reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct SlotRecord {
+    pub id: u64,
+    pub score: f64,
+    pub added_step: u64,
+    pub last_step: u64,
+    pub times_sampled: u64,
+}
+
+/// Prioritized task archive; see the crate documentation.
+#[derive(Clone)]
+pub struct Archive {
+    pub(crate) cfg: Config,
+    pub(crate) rng: Rng,
+    pub(crate) next_id: u64,
+    /// Lineage log, indexed by id (every id ever inserted).
+    pub(crate) log: Vec<LogRecord>,
+    /// Residents, indexed by dense slot 0..len.
+    pub(crate) slots: Vec<SlotRecord>,
+    pub(crate) payloads: Arena,
+    pub(crate) embeddings: Vec<f32>,
+    pub(crate) sq_norms: Vec<f32>,
+    // Sampling and eviction structures.
+    order: OsTree,
+    rank_cdf: Vec<f64>,
+    prop: SumTree,
+    stale: StalenessTree,
+    last_sum: u128,
+    last_steps: BTreeMap<u64, u32>,
+    /// Slots the weight trees have room for.
+    room: usize,
+    pub(crate) evicted: u64,
+    pub(crate) removed: u64,
+    pub(crate) sampled: u64,
+}
+
+/// Sort key: ascending key order is descending score, then ascending id.
+#[inline]
+pub(crate) fn order_key(score: f64, id: u64) -> Key {
+    let bits = (score + 0.0).to_bits(); // + 0.0 folds -0.0 into 0.0
+    let ascending = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    };
+    (!ascending, id)
+}
+
+/// Inverse of `order_key` for the score part.
+#[inline]
+fn key_score(key: Key) -> f64 {
+    let ascending = !key.0;
+    f64::from_bits(if ascending >> 63 == 1 {
+        ascending & !(1 << 63)
+    } else {
+        !ascending
+    })
+}
+
+fn check_score(score: f64, prio: Prioritization) -> Result<()> {
+    if !score.is_finite() {
+        return invalid(format!("scores must be finite, got {score}"));
+    }
+    if prio == Prioritization::Proportional && score < 0.0 {
+        return invalid(format!(
+            "proportional prioritization needs scores >= 0, got {score}"
+        ));
+    }
+    Ok(())
+}
+
+/// A candidate for eviction during `add`, ordered so the max-heap pops the victim first.
+#[derive(PartialEq)]
+struct Pending {
+    score: f64,
+    id: u64,
+    index: usize,
+}
+
+impl Eq for Pending {}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Lowest score, then smallest id, is the greatest element.
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(other.id.cmp(&self.id))
+    }
+}
+
+/// Walks residents in eviction order (score ascending, then id ascending) without changing them.
+struct EvictionCursor {
+    group_start: usize,
+    next: usize,
+    group_end: usize,
+    current: Option<Key>,
+}
+
+impl EvictionCursor {
+    fn new(len: usize) -> Self {
+        EvictionCursor {
+            group_start: len,
+            next: len,
+            group_end: len,
+            current: None,
+        }
+    }
+
+    fn peek(&mut self, order: &OsTree) -> Option<Key> {
+        if self.current.is_none() {
+            if self.next == self.group_end {
+                if self.group_start == 0 {
+                    return None;
+                }
+                let lowest = order.select(self.group_start - 1);
+                self.group_end = self.group_start;
+                self.group_start = order.rank_lower_bound(&(lowest.0, 0));
+                self.next = self.group_start;
+            }
+            self.current = Some(order.select(self.next));
+        }
+        self.current
+    }
+
+    fn advance(&mut self) {
+        self.next += 1;
+        self.current = None;
+    }
+}
+
+impl Archive {
+    pub fn new(cfg: Config) -> Result<Self> {
+        cfg.validate()?;
+        let rng = Rng::new(cfg.seed);
+        Ok(Archive {
+            cfg,
+            rng,
+            next_id: 0,
+            log: Vec::new(),
+            slots: Vec::new(),
+            payloads: Arena::default(),
+            embeddings: Vec::new(),
+            sq_norms: Vec::new(),
+            order: OsTree::new(),
+            rank_cdf: Vec::new(),
+            prop: SumTree::with_slots(1),
+            stale: StalenessTree::with_slots(1),
+            last_sum: 0,
+            last_steps: BTreeMap::new(),
+            room: 0,
+            evicted: 0,
+            removed: 0,
+            sampled: 0,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cfg.capacity
+    }
+
+    /// The id the next inserted entry will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.slot(id).is_some()
+    }
+
+    fn slot(&self, id: u64) -> Option<usize> {
+        match self.log.get(usize::try_from(id).ok()?) {
+            Some(r) if r.slot != NOT_RESIDENT => Some(r.slot as usize),
+            _ => None,
+        }
+    }
+
+    fn resident_slot(&self, id: u64) -> Result<usize> {
+        self.slot(id).ok_or(Error::UnknownId(id))
+    }
+
+    fn weight(&self, score: f64) -> f64 {
+        if self.cfg.temperature == 1.0 {
+            score
+        } else {
+            score.powf(1.0 / self.cfg.temperature)
+        }
+    }
+
+    /// Resident ids in ascending order.
+    pub fn ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.slots.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Inserts entries as if one at a time; returns their new ids.
+    ///
+    /// `parents[i]` is -1 for a root or any id inserted before entry `i` (evicted ones too);
+    /// `embeddings` is row-major `(n, embedding_dim)` and required iff `embedding_dim` is set.
+    pub fn add(
+        &mut self,
+        payloads: &[&[u8]],
+        scores: &[f64],
+        parents: Option<&[i64]>,
+        embeddings: Option<&[f32]>,
+        step: u64,
+    ) -> Result<Vec<u64>> {
+        let m = payloads.len();
+        self.validate_add(payloads, scores, parents, embeddings)?;
+        let first_id = self.next_id;
+        let new_ids: Vec<u64> = (first_id..first_id + m as u64).collect();
+
+        // Plan evictions without touching the structures: candidates are the lowest residents
+        // (walked lazily) and the pending new entries.
+        let mut victims: Vec<Key> = Vec::new();
+        let mut pending: BinaryHeap<Pending> = BinaryHeap::new();
+        let mut cursor = EvictionCursor::new(self.len());
+        let mut size = self.len();
+        for (index, (&score, &id)) in scores.iter().zip(&new_ids).enumerate() {
+            if size == self.cfg.capacity {
+                let resident = cursor.peek(&self.order);
+                let take_resident = match (resident, pending.peek()) {
+                    // On equal scores the resident goes: its id is always smaller.
+                    (Some(key), Some(p)) => key_score(key) <= p.score,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if take_resident {
+                    victims.push(resident.expect("resident candidate"));
+                    cursor.advance();
+                } else {
+                    pending.pop();
+                }
+                size -= 1;
+            }
+            pending.push(Pending { score, id, index });
+            size += 1;
+        }
+
+        // Lineage for every new id, survivors or not.
+        for (i, &id) in new_ids.iter().enumerate() {
+            let (p, r, d) = match parents.map(|p| p[i]) {
+                Some(p) if p >= 0 => {
+                    let p = p as usize;
+                    (p as u64, self.log[p].root, self.log[p].depth + 1)
+                }
+                _ => (NO_PARENT, id, 0),
+            };
+            self.log.push(LogRecord {
+                parent: p,
+                root: r,
+                depth: d,
+                slot: NOT_RESIDENT,
+            });
+        }
+        self.next_id += m as u64;
+
+        let mut survivors: Vec<usize> = pending.into_iter().map(|p| p.index).collect();
+        survivors.sort_unstable();
+        debug_assert!(survivors.len() >= victims.len());
+        self.reserve_slots(self.len() + survivors.len() - victims.len());
+        let free_slots: Vec<usize> = victims.iter().map(|key| self.detach(key.1)).collect();
+        self.evicted += (victims.len() + m - survivors.len()) as u64;
+        let dim = self.cfg.embedding_dim.unwrap_or(0);
+        for (j, &i) in survivors.iter().enumerate() {
+            let row = embeddings.map(|e| &e[i * dim..(i + 1) * dim]);
+            let slot = free_slots.get(j).copied();
+            self.attach(slot, new_ids[i], payloads[i], scores[i], row, step);
+        }
+        Ok(new_ids)
+    }
+
+    fn validate_add(
+        &self,
+        payloads: &[&[u8]],
+        scores: &[f64],
+        parents: Option<&[i64]>,
+        embeddings: Option<&[f32]>,
+    ) -> Result<()> {
+        let m = payloads.len();
+        if scores.len() != m {
+            return invalid(format!("got {m} payloads but {} scores", scores.len()));
+        }
+        for &s in scores {
+            check_score(s, self.cfg.prioritization)?;
+        }
+        for p in payloads {
+            if p.len() > self.cfg.max_payload_bytes {
+                return invalid(format!(
+                    "payload of {} bytes exceeds max_payload_bytes = {}",
+                    p.len(),
+                    self.cfg.max_payload_bytes
+                ));
+            }
+        }
+        if let Some(parents) = parents {
+            if parents.len() != m {
+                return invalid(format!("got {m} payloads but {} parents", parents.len()));
+            }
+            for (i, &p) in parents.iter().enumerate() {
+                if p < -1 {
+                    return invalid(format!("parent must be -1 (none) or an id, got {p}"));
+                }
+                if p >= 0 && p as u64 >= self.next_id + i as u64 {
+                    return Err(Error::UnknownId(p as u64));
+                }
+            }
+        }
+        match (self.cfg.embedding_dim, embeddings) {
+            (None, Some(_)) => invalid("this archive has no embedding_dim; pass embeddings=None"),
+            (None, None) => Ok(()),
+            (Some(_), None) if m > 0 => invalid(format!(
+                "this archive has embedding_dim = {}; add needs embeddings",
+                self.cfg.embedding_dim.unwrap_or(0)
+            )),
+            (Some(_), None) => Ok(()),
+            (Some(dim), Some(e)) => {
+                if e.len() != m * dim {
+                    return invalid(format!(
+                        "embeddings must have shape ({m}, {dim}), got {} values",
+                        e.len()
+                    ));
+                }
+                check_vectors(e, dim, self.cfg.metric, "embeddings")
+            }
+        }
+    }
+
+    /// Makes room for `len` resident slots; call while every slot 0..len() is resident.
+    fn reserve_slots(&mut self, len: usize) {
+        if len > self.room {
+            let room = len.max(2 * self.room).min(self.cfg.capacity).max(len);
+            if self.cfg.prioritization == Prioritization::Proportional {
+                self.prop.grow(room, self.len());
+            }
+            let last_steps: Vec<u64> = self.slots.iter().map(|s| s.last_step).collect();
+            self.stale.rebuild(room, &last_steps);
+            self.room = room;
+        }
+        if self.cfg.prioritization == Prioritization::Rank && len > self.rank_cdf.len() {
+            let inv_t = 1.0 / self.cfg.temperature;
+            let mut acc = self.rank_cdf.last().copied().unwrap_or(0.0);
+            for r in self.rank_cdf.len() + 1..=len {
+                acc += (r as f64).powf(-inv_t);
+                self.rank_cdf.push(acc);
+            }
+        }
+    }
+
+    /// Writes a resident into `slot` (a detached slot, reused) or a new slot at the end.
+    fn attach(
+        &mut self,
+        slot: Option<usize>,
+        id: u64,
+        payload: &[u8],
+        score: f64,
+        row: Option<&[f32]>,
+        step: u64,
+    ) {
+        let slot = match slot {
+            Some(s) => {
+                self.stale.touch(s, self.slots[s].last_step, step);
+                self.slots[s].id = id;
+                self.slots[s].score = score;
+                self.slots[s].added_step = step;
+                self.slots[s].last_step = step;
+                self.slots[s].times_sampled = 0;
+                self.payloads.replace(s, payload);
+                if let Some(row) = row {
+                    let dim = row.len();
+                    self.embeddings[s * dim..(s + 1) * dim].copy_from_slice(row);
+                    self.sq_norms[s] = sq_norm(row);
+                }
+                s
+            }
+            None => {
+                self.stale.add(self.slots.len(), step);
+                self.slots.push(SlotRecord {
+                    id,
+                    score,
+                    added_step: step,
+                    last_step: step,
+                    times_sampled: 0,
+                });
+                self.payloads.push(payload);
+                if let Some(row) = row {
+                    self.embeddings.extend_from_slice(row);
+                    self.sq_norms.push(sq_norm(row));
+                }
+                self.slots.len() - 1
+            }
+        };
+        self.log[id as usize].slot = slot as u32;
+        self.order.insert(order_key(score, id));
+        if self.cfg.prioritization == Prioritization::Proportional {
+            let w = self.weight(score);
+            self.prop.set(slot, w);
+        }
+        self.last_sum += step as u128;
+        *self.last_steps.entry(step).or_insert(0) += 1;
+    }
+
+    /// Takes a resident out of the order, weights and step counts. Its slot keeps its data
+    /// and its staleness entry until `attach` reuses it or `move_last_into` drops it.
+    fn detach(&mut self, id: u64) -> usize {
+        let slot = self.log[id as usize].slot as usize;
+        let removed = self.order.remove(&order_key(self.slots[slot].score, id));
+        debug_assert!(removed);
+        if self.cfg.prioritization == Prioritization::Proportional {
+            self.prop.set(slot, 0.0);
+        }
+        let ls = self.slots[slot].last_step;
+        self.last_sum -= ls as u128;
+        self.forget_last_step(ls);
+        self.log[id as usize].slot = NOT_RESIDENT;
+        slot
+    }
+
+    fn forget_last_step(&mut self, step: u64) {
+        if let Some(c) = self.last_steps.get_mut(&step) {
+            *c -= 1;
+            if *c == 0 {
+                self.last_steps.remove(&step);
+            }
+        }
+    }
+
+    /// Sets new scores; ids must be resident (repeats apply in order).
+    pub fn update_scores(&mut self, ids: &[u64], scores: &[f64]) -> Result<()> {
+        if ids.len() != scores.len() {
+            return invalid(format!("got {} ids but {} scores", ids.len(), scores.len()));
+        }
+        for (&id, &s) in ids.iter().zip(scores) {
+            self.resident_slot(id)?;
+            check_score(s, self.cfg.prioritization)?;
+        }
+        for (&id, &score) in ids.iter().zip(scores) {
+            let slot = self.log[id as usize].slot as usize;
+            self.order.remove(&order_key(self.slots[slot].score, id));
+            self.order.insert(order_key(score, id));
+            self.slots[slot].score = score;
+            if self.cfg.prioritization == Prioritization::Proportional {
+                let w = self.weight(score);
+                self.prop.set(slot, w);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes resident entries (their lineage is kept).
+    pub fn remove(&mut self, ids: &[u64]) -> Result<()> {
+        let mut seen = HashSet::with_capacity(ids.len());
+        for &id in ids {
+            self.resident_slot(id)?;
+            if !seen.insert(id) {
+                return invalid(format!("id {id} appears twice in remove"));
+            }
+        }
+        for &id in ids {
+            let slot = self.detach(id);
+            self.move_last_into(slot);
+        }
+        self.removed += ids.len() as u64;
+        Ok(())
+    }
+
+    /// Fills the hole at `slot` with the last slot so residents stay dense.
+    fn move_last_into(&mut self, slot: usize) {
+        let last = self.len() - 1;
+        self.stale
+            .touch(slot, self.slots[slot].last_step, self.slots[last].last_step);
+        self.stale.sub(last, self.slots[last].last_step);
+        if slot != last {
+            let id = self.slots[last].id;
+            if self.cfg.prioritization == Prioritization::Proportional {
+                let w = self.prop.get(last);
+                self.prop.set(last, 0.0);
+                self.prop.set(slot, w);
+            }
+            self.log[id as usize].slot = slot as u32;
+        }
+        self.slots.swap_remove(slot);
+        self.payloads.swap_remove(slot);
+        if let Some(dim) = self.cfg.embedding_dim {
+            if slot != last {
+                self.embeddings
+                    .copy_within(last * dim..(last + 1) * dim, slot * dim);
+            }
+            self.embeddings.truncate(last * dim);
+            self.sq_norms.swap_remove(slot);
+        }
+    }
+
+    /// The largest last_step among residents (0 when empty).
+    pub fn max_last_step(&self) -> u64 {
+        self.last_steps.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Draws `k` ids i.i.d. from P at call start, then marks them sampled at `step`.
+    pub fn sample(&mut self, k: usize, step: u64) -> Result<Vec<u64>> {
+        if self.is_empty() {
+            return invalid("cannot sample from an empty archive");
+        }
+        let max_last = self.max_last_step();
+        if step < max_last {
+            return invalid(format!(
+                "step {step} is smaller than a resident's last_step {max_last}"
+            ));
+        }
+        let slots: Vec<usize> = (0..k).map(|_| self.draw_slot(step)).collect();
+        let mut out = Vec::with_capacity(k);
+        for &slot in &slots {
+            let old = self.slots[slot].last_step;
+            if old != step {
+                self.stale.touch(slot, old, step);
+                self.last_sum = self.last_sum - old as u128 + step as u128;
+                self.forget_last_step(old);
+                *self.last_steps.entry(step).or_insert(0) += 1;
+                self.slots[slot].last_step = step;
+            }
+            self.slots[slot].times_sampled += 1;
+            out.push(self.slots[slot].id);
+        }
+        self.sampled += k as u64;
+        Ok(out)
+    }
+
+    fn draw_slot(&mut self, step: u64) -> usize {
+        let n = self.len();
+        let coef = self.cfg.staleness_coef;
+        let by_staleness = coef >= 1.0 || (coef > 0.0 && self.rng.next_f64() < coef);
+        if by_staleness {
+            let total = self.stale.total(step, n, self.last_sum);
+            if total == 0 {
+                return self.rng.below(n as u64) as usize;
+            }
+            let target = self.rng.below_u128(total);
+            return self.stale.find(step, n, target);
+        }
+        match self.cfg.prioritization {
+            Prioritization::Rank => {
+                let cdf = &self.rank_cdf[..n];
+                let u = self.rng.next_f64() * cdf[n - 1];
+                let rank = cdf.partition_point(|&c| c <= u).min(n - 1);
+                let id = self.order.select(rank).1;
+                self.log[id as usize].slot as usize
+            }
+            Prioritization::Proportional => {
+                if self.prop.total() > 0.0 {
+                    self.prop.sample(&mut self.rng)
+                } else {
+                    self.rng.below(n as u64) as usize
+                }
+            }
+        }
+    }
+
+    /// The sampling probability of every resident at `step`, by slot order of `ids()`.
+    /// O(n log n); meant for tests, monitoring and debugging.
+    pub fn probabilities(&self, step: u64) -> Result<Vec<(u64, f64)>> {
+        let n = self.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let max_last = self.max_last_step();
+        if step < max_last {
+            return invalid(format!(
+                "step {step} is smaller than a resident's last_step {max_last}"
+            ));
+        }
+        let mut ps = vec![0.0; n];
+        match self.cfg.prioritization {
+            Prioritization::Rank => {
+                let total = self.rank_cdf[n - 1];
+                for (rank, key) in self.order.keys().iter().enumerate() {
+                    let slot = self.log[key.1 as usize].slot as usize;
+                    ps[slot] = ((rank + 1) as f64).powf(-1.0 / self.cfg.temperature) / total;
+                }
+            }
+            Prioritization::Proportional => {
+                let w: Vec<f64> = self.slots.iter().map(|s| self.weight(s.score)).collect();
+                let total: f64 = w.iter().sum();
+                for (p, x) in ps.iter_mut().zip(&w) {
+                    *p = if total > 0.0 {
+                        x / total
+                    } else {
+                        1.0 / n as f64
+                    };
+                }
+            }
+        }
+        let c = self.cfg.staleness_coef;
+        let total = self.stale.total(step, n, self.last_sum) as f64;
+        for (slot, p) in ps.iter_mut().enumerate() {
+            let pc = if total > 0.0 {
+                (step - self.slots[slot].last_step) as f64 / total
+            } else {
+                1.0 / n as f64
+            };
+            *p = (1.0 - c) * *p + c * pc;
+        }
+        let mut out: Vec<(u64, f64)> = self.slots.iter().map(|s| s.id).zip(ps).collect();
+        out.sort_unstable_by_key(|x| x.0);
+        Ok(out)
+    }
+
+    /// Payloads of resident ids.
+    pub fn get(&self, ids: &[u64]) -> Result<Vec<&[u8]>> {
+        ids.iter()
+            .map(|&id| Ok(self.payloads.get(self.resident_slot(id)?)))
+            .collect()
+    }
+
+    pub fn info(&self, ids: &[u64]) -> Result<Vec<EntryInfo>> {
+        ids.iter()
+            .map(|&id| {
+                let s = self.resident_slot(id)?;
+                Ok(EntryInfo {
+                    score: self.slots[s].score,
+                    lineage: self.lineage_of(id)?,
+                    added_step: self.slots[s].added_step,
+                    last_step: self.slots[s].last_step,
+                    times_sampled: self.slots[s].times_sampled,
+                })
+            })
+            .collect()
+    }
+
+    fn lineage_of(&self, id: u64) -> Result<Lineage> {
+        if id >= self.next_id {
+            return Err(Error::UnknownId(id));
+        }
+        let i = id as usize;
+        Ok(Lineage {
+            parent: (self.log[i].parent != NO_PARENT).then_some(self.log[i].parent),
+            root: self.log[i].root,
+            depth: self.log[i].depth,
+        })
+    }
+
+    /// Lineage of any id ever inserted, evicted or not.
+    pub fn lineage(&self, ids: &[u64]) -> Result<Vec<Lineage>> {
+        ids.iter().map(|&id| self.lineage_of(id)).collect()
+    }
+
+    /// Mean distance of each query (row-major `(q, embedding_dim)`) to its min(k, n) nearest
+    /// resident embeddings; +inf when there are none.
+    pub fn novelty(&self, queries: &[f32], k: usize) -> Result<Vec<f32>> {
+        let dim = self.query_dim(queries, k)?;
+        Ok(novelty::knn_mean_distance(
+            &self.embeddings,
+            &self.sq_norms,
+            dim,
+            queries,
+            k,
+            self.cfg.metric,
+        ))
+    }
+
+    pub(crate) fn query_dim(&self, queries: &[f32], k: usize) -> Result<usize> {
+        let Some(dim) = self.cfg.embedding_dim else {
+            return invalid("novelty needs an archive created with embedding_dim");
+        };
+        if k == 0 {
+            return invalid("k must be >= 1");
+        }
+        if queries.len() % dim != 0 {
+            return invalid(format!(
+                "queries must have shape (q, {dim}), got {} values",
+                queries.len()
+            ));
+        }
+        check_vectors(queries, dim, self.cfg.metric, "queries")?;
+        Ok(dim)
+    }
+
+    /// Embedding of a resident id (None when the archive has no embedding_dim).
+    pub fn embedding(&self, id: u64) -> Result<Option<&[f32]>> {
+        let s = self.resident_slot(id)?;
+        Ok(self
+            .cfg
+            .embedding_dim
+            .map(|d| &self.embeddings[s * d..(s + 1) * d]))
+    }
+
+    pub fn stats(&self) -> Stats {
+        let n = self.len();
+        let (mut lo, mut hi, mut sum) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
+        for s in self.slots.iter().map(|r| r.score) {
+            lo = lo.min(s);
+            hi = hi.max(s);
+            sum += s;
+        }
+        let lineage_bytes = self.log.capacity() * std::mem::size_of::<LogRecord>();
+        let per_slot = self.slots.capacity() * std::mem::size_of::<SlotRecord>()
+            + self.sq_norms.capacity() * 4;
+        Stats {
+            len: n,
+            capacity: self.cfg.capacity,
+            next_id: self.next_id,
+            evicted: self.evicted,
+            removed: self.removed,
+            sampled: self.sampled,
+            payload_bytes: self.payloads.live_bytes(),
+            lineage_bytes,
+            memory_bytes: lineage_bytes
+                + per_slot
+                + self.payloads.memory_bytes()
+                + self.embeddings.capacity() * 4
+                + self.order.memory_bytes()
+                + self.rank_cdf.capacity() * 8
+                + self.prop.slots() * 16
+                + self.stale.slots() * 16,
+            score_min: if n > 0 { lo } else { f64::NAN },
+            score_max: if n > 0 { hi } else { f64::NAN },
+            score_mean: if n > 0 { sum / n as f64 } else { f64::NAN },
+            depth_max: self
+                .slots
+                .iter()
+                .map(|s| self.log[s.id as usize].depth)
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Rebuilds every derived index from the per-slot data (used after loading a snapshot).
+    pub(crate) fn rebuild_indexes(&mut self) {
+        let n = self.len();
+        let mut keys: Vec<Key> = (0..n)
+            .map(|s| order_key(self.slots[s].score, self.slots[s].id))
+            .collect();
+        keys.sort_unstable();
+        self.order = OsTree::from_sorted(&keys);
+        self.rank_cdf.clear();
+        self.prop = SumTree::with_slots(1);
+        self.stale = StalenessTree::with_slots(1);
+        self.room = 0;
+        self.reserve_slots(n.max(1));
+        if self.cfg.prioritization == Prioritization::Proportional {
+            for s in 0..n {
+                let w = self.weight(self.slots[s].score);
+                self.prop.set(s, w);
+            }
+        }
+        self.last_sum = self.slots.iter().map(|s| s.last_step as u128).sum();
+        self.last_steps.clear();
+        for ls in self.slots.iter().map(|s| s.last_step) {
+            *self.last_steps.entry(ls).or_insert(0) += 1;
+        }
+        for r in &mut self.log {
+            r.slot = NOT_RESIDENT;
+        }
+        for (s, id) in self.slots.iter().map(|r| r.id).enumerate() {
+            self.log[id as usize].slot = s as u32;
+        }
+    }
+
+    /// Asserts internal consistency; for tests.
+    pub fn check_invariants(&self) {
+        let n = self.len();
+        assert!(n <= self.cfg.capacity);
+        assert_eq!(self.order.len(), n);
+        self.order.check();
+        for (s, id) in self.slots.iter().map(|r| r.id).enumerate() {
+            assert_eq!(self.log[id as usize].slot as usize, s);
+        }
+        let resident = self.log.iter().filter(|r| r.slot != NOT_RESIDENT).count();
+        assert_eq!(resident, n);
+        assert_eq!(
+            self.last_sum,
+            self.slots.iter().map(|s| s.last_step as u128).sum::<u128>()
+        );
+        assert_eq!(
+            self.last_steps.values().map(|&c| c as usize).sum::<usize>(),
+            n
+        );
+        for id in 0..self.next_id as usize {
+            if self.log[id].parent == NO_PARENT {
+                assert_eq!((self.log[id].root, self.log[id].depth), (id as u64, 0));
+            } else {
+                let p = self.log[id].parent as usize;
+                assert!(p < id);
+                assert_eq!(self.log[id].root, self.log[p].root);
+                assert_eq!(self.log[id].depth, self.log[p].depth + 1);
+            }
+        }
+        if let Some(dim) = self.cfg.embedding_dim {
+            assert_eq!(self.embeddings.len(), n * dim);
+        }
+    }
+}
+
+pub(crate) fn sq_norm(row: &[f32]) -> f32 {
+    row.iter().map(|x| x * x).sum()
+}
+
+fn check_vectors(values: &[f32], dim: usize, metric: Metric, what: &str) -> Result<()> {
+    if values.iter().any(|x| !x.is_finite()) {
+        return invalid(format!("{what} must be finite"));
+    }
+    if metric == Metric::Cosine && values.chunks_exact(dim).any(|r| sq_norm(r) == 0.0) {
+        return invalid(format!("{what} must be non-zero for the cosine metric"));
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+use std::fmt;
+
+/// Errors of archive operations. A call that returns an error has changed nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// Malformed input: wrong length or shape, non-finite value, bad option, empty archive, ...
+    Invalid(String),
+    /// An id that is not resident (or, for lineage, was never inserted).
+    UnknownId(u64),
+    /// A snapshot that is truncated, corrupted, foreign or from an unsupported version.
+    Corrupt(String),
+    /// An I/O failure while saving or loading.
+    Io(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Invalid(msg) => write!(f, "{msg}"),
+            Error::UnknownId(id) => write!(f, "unknown id {id}"),
+            Error::Corrupt(msg) => write!(f, "invalid snapshot: {msg}"),
+            Error::Io(msg) => write!(f, "I/O error: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e.to_string())
+    }
+}
+
+pub(crate) fn invalid<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error::Invalid(msg.into()))
+}

@@ -1,0 +1,385 @@
+use exit_archive::{Archive, Config, Error, Metric, Prioritization};
+use proptest::prelude::*;
+
+fn archive(capacity: usize) -> Archive {
+    Archive::new(Config::new(capacity)).unwrap()
+}
+
+fn add_scores(a: &mut Archive, scores: &[f64], step: u64) -> Vec<u64> {
+    let payloads: Vec<Vec<u8>> = scores.iter().map(|s| s.to_string().into_bytes()).collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+    a.add(&refs, scores, None, None, step).unwrap()
+}
+
+#[test]
+fn ids_are_sequential_and_never_reused() {
+    let mut a = archive(2);
+    assert_eq!(add_scores(&mut a, &[0.1, 0.2], 0), vec![0, 1]);
+    a.remove(&[0]).unwrap();
+    assert_eq!(add_scores(&mut a, &[0.3, 0.4], 0), vec![2, 3]);
+    assert_eq!(a.ids(), vec![2, 3]);
+    assert_eq!(a.next_id(), 4);
+}
+
+#[test]
+fn eviction_takes_lowest_score_then_smallest_id_and_spares_the_new_entry() {
+    let mut a = archive(3);
+    add_scores(&mut a, &[0.5, 0.1, 0.1], 0);
+    add_scores(&mut a, &[0.7], 0); // evicts id 1 (score tie with 2, smaller id)
+    assert_eq!(a.ids(), vec![0, 2, 3]);
+    add_scores(&mut a, &[0.0], 0); // lowest score, but never evicted by its own insertion
+    assert_eq!(a.ids(), vec![0, 3, 4]);
+    add_scores(&mut a, &[0.0, 0.0], 0); // 4 goes first, then 5; 6 stays
+    assert_eq!(a.ids(), vec![0, 3, 6]);
+    a.check_invariants();
+}
+
+#[test]
+fn lineage_survives_eviction() {
+    let mut a = archive(2);
+    let r = add_scores(&mut a, &[0.1], 0)[0];
+    let c = a
+        .add(&[b"c".as_slice()], &[0.2], Some(&[r as i64]), None, 0)
+        .unwrap()[0];
+    let g = a
+        .add(&[b"g".as_slice()], &[0.3], Some(&[c as i64]), None, 0)
+        .unwrap()[0];
+    assert!(!a.contains(r));
+    let lin = a.lineage(&[r, c, g]).unwrap();
+    assert_eq!((lin[2].parent, lin[2].root, lin[2].depth), (Some(c), r, 2));
+    assert_eq!((lin[0].parent, lin[0].root, lin[0].depth), (None, r, 0));
+    // A child of an evicted id is still accepted, and a parent inside the same batch too.
+    let ids = a
+        .add(
+            &[b"x".as_slice(), b"y"],
+            &[0.9, 0.9],
+            Some(&[r as i64, g as i64 + 1]),
+            None,
+            0,
+        )
+        .unwrap();
+    let lin = a.lineage(&ids).unwrap();
+    assert_eq!((lin[0].depth, lin[1].depth, lin[1].root), (1, 2, r));
+    assert_eq!(a.lineage(&[99]), Err(Error::UnknownId(99)));
+}
+
+#[test]
+fn failed_calls_change_nothing() {
+    let mut cfg = Config::new(4);
+    cfg.embedding_dim = Some(2);
+    cfg.prioritization = Prioritization::Proportional;
+    let mut a = Archive::new(cfg).unwrap();
+    a.add(&[b"a".as_slice()], &[1.0], None, Some(&[1.0, 0.0]), 3)
+        .unwrap();
+    let before = a.to_bytes();
+    let p: &[&[u8]] = &[b"b"];
+    assert!(matches!(
+        a.add(p, &[f64::NAN], None, Some(&[1.0, 0.0]), 0),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        a.add(p, &[-1.0], None, Some(&[1.0, 0.0]), 0),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        a.add(p, &[1.0], None, Some(&[1.0]), 0),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        a.add(p, &[1.0], None, Some(&[0.0, 0.0]), 0),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        a.add(p, &[1.0], None, None, 0),
+        Err(Error::Invalid(_))
+    ));
+    assert_eq!(
+        a.add(p, &[1.0], Some(&[7]), Some(&[1.0, 0.0]), 0),
+        Err(Error::UnknownId(7))
+    );
+    assert_eq!(
+        a.update_scores(&[0, 5], &[1.0, 1.0]),
+        Err(Error::UnknownId(5))
+    );
+    assert!(matches!(
+        a.update_scores(&[0], &[f64::INFINITY]),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(a.sample(1, 2), Err(Error::Invalid(_)))); // step before last_step 3
+    assert!(matches!(a.remove(&[0, 0]), Err(Error::Invalid(_))));
+    assert!(matches!(a.novelty(&[1.0, 0.0], 0), Err(Error::Invalid(_))));
+    assert_eq!(a.to_bytes(), before);
+    assert!(matches!(archive(1).sample(1, 0), Err(Error::Invalid(_))));
+    assert!(Archive::new(Config::new(0)).is_err());
+}
+
+#[test]
+fn probabilities_follow_the_formulas() {
+    let mut cfg = Config::new(10);
+    cfg.temperature = 0.5;
+    cfg.staleness_coef = 0.25;
+    let mut a = Archive::new(cfg).unwrap();
+    add_scores(&mut a, &[0.3, 0.9, 0.3], 2);
+    add_scores(&mut a, &[0.1], 5);
+    let p = a.probabilities(6).unwrap();
+    // ranks: id1 -> 1, id0 -> 2, id2 -> 3 (tie, larger id), id3 -> 4; h = (1/r)^2
+    let h = [1.0 / 4.0, 1.0, 1.0 / 9.0, 1.0 / 16.0];
+    let hs: f64 = h.iter().sum();
+    let stale = [4.0, 4.0, 4.0, 1.0];
+    for (i, (id, pi)) in p.iter().enumerate() {
+        assert_eq!(*id, i as u64);
+        let expected = 0.75 * h[i] / hs + 0.25 * stale[i] / 13.0;
+        assert!((pi - expected).abs() < 1e-12, "{i}: {pi} vs {expected}");
+    }
+}
+
+fn chi_square(counts: &[u64], probs: &[f64]) -> f64 {
+    let total: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .zip(probs)
+        .map(|(&c, &p)| {
+            let e = p * total as f64;
+            (c as f64 - e).powi(2) / e
+        })
+        .sum()
+}
+
+#[test]
+fn sampling_matches_probabilities() {
+    for prio in [Prioritization::Rank, Prioritization::Proportional] {
+        let mut cfg = Config::new(64);
+        cfg.prioritization = prio;
+        cfg.staleness_coef = 0.3;
+        cfg.temperature = 0.7;
+        cfg.seed = 11;
+        let mut a = Archive::new(cfg).unwrap();
+        let scores: Vec<f64> = (0..20).map(|i| (i % 7) as f64 / 7.0 + 0.05).collect();
+        for (i, s) in scores.iter().enumerate() {
+            add_scores(&mut a, &[*s], i as u64);
+        }
+        let probs = a.probabilities(30).unwrap();
+        // One call draws i.i.d. from P computed at its start.
+        let mut counts = vec![0u64; 20];
+        for id in a.sample(100_000, 30).unwrap() {
+            counts[id as usize] += 1;
+        }
+        let p: Vec<f64> = probs.iter().map(|x| x.1).collect();
+        let chi = chi_square(&counts, &p);
+        // 19 degrees of freedom: the 99.9% quantile is 43.8.
+        assert!(chi < 43.8, "{prio:?}: chi2 = {chi}");
+        let after = a.info(&[0, 19]).unwrap();
+        assert_eq!((after[0].last_step, after[1].last_step), (30, 30));
+        assert_eq!(
+            after.iter().map(|e| e.times_sampled).sum::<u64>(),
+            counts[0] + counts[19]
+        );
+    }
+}
+
+#[test]
+fn snapshot_round_trip_continues_identically() {
+    let mut cfg = Config::new(50);
+    cfg.embedding_dim = Some(3);
+    cfg.metric = Metric::L2;
+    cfg.staleness_coef = 0.5;
+    let mut a = Archive::new(cfg).unwrap();
+    for step in 0..30u64 {
+        let s = [(step % 5) as f64, (step % 3) as f64];
+        let e = [step as f32, 1.0, 2.0, 0.5, step as f32, 1.0];
+        let parent = if step > 0 { step as i64 } else { -1 };
+        a.add(
+            &[b"p".as_slice(), b"qq"],
+            &s,
+            Some(&[-1, parent]),
+            Some(&e),
+            step,
+        )
+        .unwrap();
+        a.sample(3, step).unwrap();
+    }
+    a.remove(&[a.ids()[3]]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("arc.snap");
+    a.save(&path).unwrap();
+    let mut b = Archive::load(&path).unwrap();
+    b.check_invariants();
+    assert_eq!(b.to_bytes(), a.to_bytes());
+    for step in 30..40 {
+        assert_eq!(a.sample(7, step).unwrap(), b.sample(7, step).unwrap());
+    }
+    assert_eq!(
+        a.novelty(&[1.0, 2.0, 3.0], 4).unwrap(),
+        b.novelty(&[1.0, 2.0, 3.0], 4).unwrap()
+    );
+    // Only the snapshot remains in the folder.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn damaged_snapshots_are_rejected() {
+    let mut a = archive(8);
+    add_scores(&mut a, &[0.1, 0.2, 0.3], 0);
+    let good = a.to_bytes();
+    assert!(Archive::from_bytes(&good).is_ok());
+    for cut in 0..good.len() {
+        assert!(
+            matches!(Archive::from_bytes(&good[..cut]), Err(Error::Corrupt(_))),
+            "cut {cut}"
+        );
+    }
+    for i in 0..good.len() {
+        for bit in [0, 3, 7] {
+            let mut bad = good.clone();
+            bad[i] ^= 1 << bit;
+            assert!(
+                matches!(Archive::from_bytes(&bad), Err(Error::Corrupt(_))),
+                "byte {i}"
+            );
+        }
+    }
+    // A huge declared count must not allocate: it fails the length check first.
+    let mut huge = good.clone();
+    huge[16 + 11 * 8..16 + 12 * 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    assert!(matches!(Archive::from_bytes(&huge), Err(Error::Corrupt(_))));
+}
+
+#[test]
+fn novelty_matches_brute_force() {
+    for metric in [Metric::Cosine, Metric::L2] {
+        let mut cfg = Config::new(100);
+        cfg.embedding_dim = Some(4);
+        cfg.metric = metric;
+        let mut a = Archive::new(cfg).unwrap();
+        assert_eq!(
+            a.novelty(&[1.0, 0.0, 0.0, 0.0], 3).unwrap(),
+            vec![f32::INFINITY]
+        );
+        let rows: Vec<f32> = (0..40).map(|i| ((i * 37) % 11) as f32 - 4.5).collect();
+        let payloads: Vec<&[u8]> = vec![b"r".as_slice(); 10];
+        a.add(&payloads, &[0.5; 10], None, Some(&rows), 0).unwrap();
+        let q = [1.0f32, -2.0, 0.5, 3.0];
+        let dist = |r: &[f32]| -> f32 {
+            let dot: f32 = r.iter().zip(&q).map(|(x, y)| x * y).sum();
+            let nr: f32 = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let nq: f32 = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+            match metric {
+                Metric::Cosine => 1.0 - dot / (nr * nq),
+                Metric::L2 => r
+                    .iter()
+                    .zip(&q)
+                    .map(|(x, y)| (x - y).powi(2))
+                    .sum::<f32>()
+                    .sqrt(),
+            }
+        };
+        let mut d: Vec<f32> = rows.chunks(4).map(dist).collect();
+        d.sort_by(|x, y| x.total_cmp(y));
+        for k in [1usize, 3, 10, 50] {
+            let kk = k.min(10);
+            let expected = d[..kk].iter().sum::<f32>() / kk as f32;
+            let got = a.novelty(&q, k).unwrap()[0];
+            assert!(
+                (got - expected).abs() < 1e-4,
+                "{metric:?} k={k}: {got} vs {expected}"
+            );
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Add(Vec<(u8, Option<u8>)>),
+    Update(u8, u8),
+    Remove(u8),
+    Sample(u8),
+    Reload,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => prop::collection::vec((0u8..8, prop::option::of(any::<u8>())), 1..12).prop_map(Op::Add),
+        2 => (any::<u8>(), 0u8..8).prop_map(|(i, s)| Op::Update(i, s)),
+        1 => any::<u8>().prop_map(Op::Remove),
+        2 => (0u8..6).prop_map(Op::Sample),
+        1 => Just(Op::Reload),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Random operation sequences against a plain model of the residents.
+    #[test]
+    fn behaves_like_the_model(capacity in 1usize..12, ops in prop::collection::vec(op(), 1..40)) {
+        let mut a = archive(capacity);
+        let mut model: Vec<(u64, f64)> = Vec::new(); // resident (id, score)
+        let mut next = 0u64;
+        let mut step = 0u64;
+        for op in ops {
+            match op {
+                Op::Add(items) => {
+                    let scores: Vec<f64> = items.iter().map(|x| x.0 as f64 / 4.0).collect();
+                    let parents: Vec<i64> = items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| match x.1 {
+                            Some(p) if next + (i as u64) > 0 => (p as u64 % (next + i as u64)) as i64,
+                            _ => -1,
+                        })
+                        .collect();
+                    let payloads: Vec<&[u8]> = vec![b"x".as_slice(); items.len()];
+                    let ids = a.add(&payloads, &scores, Some(&parents), None, step).unwrap();
+                    for (id, s) in ids.into_iter().zip(scores) {
+                        prop_assert_eq!(id, next);
+                        next += 1;
+                        if model.len() == capacity {
+                            let victim = model
+                                .iter()
+                                .enumerate()
+                                .min_by(|x, y| x.1 .1.total_cmp(&y.1 .1).then(x.1 .0.cmp(&y.1 .0)))
+                                .unwrap()
+                                .0;
+                            model.remove(victim);
+                        }
+                        model.push((id, s));
+                    }
+                }
+                Op::Update(i, s) if !model.is_empty() => {
+                    let j = i as usize % model.len();
+                    model[j].1 = s as f64 / 4.0;
+                    a.update_scores(&[model[j].0], &[model[j].1]).unwrap();
+                }
+                Op::Remove(i) if !model.is_empty() => {
+                    let (id, _) = model.remove(i as usize % model.len());
+                    a.remove(&[id]).unwrap();
+                }
+                Op::Sample(k) if !model.is_empty() => {
+                    step += 1;
+                    let probs = a.probabilities(step).unwrap();
+                    let total: f64 = probs.iter().map(|x| x.1).sum();
+                    prop_assert!((total - 1.0).abs() < 1e-9);
+                    for id in a.sample(k as usize, step).unwrap() {
+                        prop_assert!(model.iter().any(|m| m.0 == id));
+                    }
+                }
+                Op::Reload => {
+                    let b = Archive::from_bytes(&a.to_bytes()).unwrap();
+                    prop_assert_eq!(b.to_bytes(), a.to_bytes());
+                    a = b;
+                }
+                _ => {}
+            }
+            a.check_invariants();
+            prop_assert!(a.len() <= capacity);
+            let mut ids: Vec<u64> = model.iter().map(|m| m.0).collect();
+            ids.sort_unstable();
+            prop_assert_eq!(a.ids(), ids);
+            let info = a.info(&a.ids()).unwrap();
+            for (e, id) in info.iter().zip(a.ids()) {
+                let s = model.iter().find(|m| m.0 == id).unwrap().1;
+                prop_assert_eq!(e.score, s);
+            }
+        }
+    }
+}

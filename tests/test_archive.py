@@ -1,0 +1,220 @@
+"""TaskArchive semantics from DESIGN.md: ids, eviction, lineage, errors, novelty."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from exit_verl import TaskArchive
+
+
+def test_ids_sequential_never_reused_and_payloads_roundtrip():
+    arc = TaskArchive(3)
+    ids = arc.add(["é", b"\x00bytes"], [0.1, 0.2])
+    assert ids.dtype == np.uint64 and ids.tolist() == [0, 1]
+    assert arc.get(ids) == ["é".encode(), b"\x00bytes"]
+    arc.remove([0])
+    assert arc.add([b"c", b"d"], [0.3, 0.4]).tolist() == [2, 3]
+    assert arc.ids().tolist() == [1, 2, 3]
+    assert len(arc) == 3 and 2 in arc and 0 not in arc and -1 not in arc and "x" not in arc
+
+
+def test_eviction_order_ties_and_self_protection():
+    arc = TaskArchive(3)
+    arc.add([b"a", b"b", b"c"], [0.5, 0.1, 0.1])
+    arc.add([b"d"], [0.9])  # lowest 0.1 tie: smallest id (1) goes
+    assert arc.ids().tolist() == [0, 2, 3]
+    arc.add([b"e"], [-5.0])  # lowest of all, but not evicted by its own insertion
+    assert arc.ids().tolist() == [0, 3, 4]
+    arc.add([b"f", b"g"], [-9.0, -1.0])  # 4 (-5) goes, then 5 (-9) goes for 6
+    assert arc.ids().tolist() == [0, 3, 6]
+    assert arc.stats()["evicted"] == 4
+
+
+def test_batch_add_equals_one_at_a_time():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=40) / 4
+    batch, single = TaskArchive(7), TaskArchive(7)
+    batch.add([b"x"] * 40, scores)
+    for s in scores:
+        single.add([b"x"], [s])
+    assert batch.ids().tolist() == single.ids().tolist()
+
+
+def test_lineage_is_kept_for_evicted_ids():
+    arc = TaskArchive(2)
+    root = arc.add([b"r"], [0.1])
+    child = arc.add([b"c"], [0.2], parents=root)
+    grandchild = arc.add([b"g"], [0.3], parents=child)
+    assert int(root[0]) not in arc
+    lin = arc.lineage(np.concatenate([root, child, grandchild]))
+    assert lin["parent"].tolist() == [-1, 0, 1]
+    assert lin["root"].tolist() == [0, 0, 0]
+    assert lin["depth"].tolist() == [0, 1, 2]
+    info = arc.info(grandchild)
+    assert info["depth"][0] == 2 and info["root"][0] == 0 and info["parent"][0] == 1
+    # A parent may be evicted, or inserted earlier in the same call.
+    ids = arc.add([b"x", b"y"], [1.0, 1.0], parents=[0, 3])
+    assert arc.lineage(ids)["depth"].tolist() == [1, 2]
+    with pytest.raises(KeyError):
+        arc.lineage([99])
+    with pytest.raises(KeyError):
+        arc.info(root)
+
+
+def test_update_scores_changes_priority_and_eviction():
+    arc = TaskArchive(2)
+    arc.add([b"a", b"b"], [0.1, 0.9])
+    arc.update_scores([0, 1], [0.8, 0.2])
+    assert arc.info([0, 1])["score"].tolist() == [0.8, 0.2]
+    arc.add([b"c"], [0.5])
+    assert arc.ids().tolist() == [0, 2]
+
+
+def _snapshot(arc):
+    return arc.to_bytes()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a: a.add([b"x"], [float("nan")], embeddings=np.ones((1, 3))),
+        lambda a: a.add([b"x"], [np.inf], embeddings=np.ones((1, 3))),
+        lambda a: a.add([b"x"], [-1.0], embeddings=np.ones((1, 3))),  # proportional
+        lambda a: a.add([b"x", b"y"], [1.0], embeddings=np.ones((2, 3))),
+        lambda a: a.add([b"x"], [1.0], embeddings=np.ones((1, 4))),
+        lambda a: a.add([b"x"], [1.0], embeddings=np.ones((3,))),
+        lambda a: a.add([b"x"], [1.0], embeddings=np.zeros((1, 3))),  # cosine needs non-zero
+        lambda a: a.add([b"x"], [1.0], embeddings=np.full((1, 3), np.nan)),
+        lambda a: a.add([b"x"], [1.0]),  # embeddings required
+        lambda a: a.add([1], [1.0], embeddings=np.ones((1, 3))),
+        lambda a: a.add(b"x", [1.0], embeddings=np.ones((1, 3))),
+        lambda a: a.add([b"x"], ["high"], embeddings=np.ones((1, 3))),
+        lambda a: a.add([b"x"], [1.0], parents=[-2], embeddings=np.ones((1, 3))),
+        lambda a: a.add([b"x"], [1.0], embeddings=np.ones((1, 3)), step=-1),
+        lambda a: a.add([b"x" * 65], [1.0], embeddings=np.ones((1, 3))),  # max_payload_bytes
+        lambda a: a.update_scores([0], [np.nan]),
+        lambda a: a.update_scores([0, 1], [1.0]),
+        lambda a: a.update_scores([0.5], [1.0]),
+        lambda a: a.sample(-1, step=5),
+        lambda a: a.sample(1, step=4),  # before a resident's last_step
+        lambda a: a.remove([0, 0]),
+        lambda a: a.novelty(np.ones((2, 4))),
+        lambda a: a.novelty(np.ones((1, 3)), k=0),
+        lambda a: a.novelty(np.zeros((1, 3))),
+    ],
+)
+def test_bad_input_raises_value_error_and_changes_nothing(call):
+    arc = TaskArchive(
+        4, embedding_dim=3, prioritization="proportional", max_payload_bytes=64, seed=9
+    )
+    arc.add([b"a", b"b"], [1.0, 2.0], embeddings=np.eye(3)[:2], step=5)
+    before = _snapshot(arc)
+    with pytest.raises(ValueError):
+        call(arc)
+    assert _snapshot(arc) == before
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a: a.update_scores([0, 7], [1.0, 1.0]),
+        lambda a: a.remove([1, 7]),
+        lambda a: a.get([7]),
+        lambda a: a.info([-1]),
+        lambda a: a.add([b"x"], [1.0], parents=[9], embeddings=np.ones((1, 3))),
+    ],
+)
+def test_unknown_ids_raise_key_error_and_change_nothing(call):
+    arc = TaskArchive(4, embedding_dim=3, seed=9)
+    arc.add([b"a", b"b"], [1.0, 2.0], embeddings=np.eye(3)[:2])
+    before = _snapshot(arc)
+    with pytest.raises(KeyError):
+        call(arc)
+    assert _snapshot(arc) == before
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"capacity": 0},
+        {"capacity": -3},
+        {"capacity": 1.5},
+        {"capacity": 4, "metric": "manhattan"},
+        {"capacity": 4, "prioritization": "fifo"},
+        {"capacity": 4, "temperature": 0.0},
+        {"capacity": 4, "staleness_coef": 1.5},
+        {"capacity": 4, "embedding_dim": 0},
+        {"capacity": 4, "seed": -1},
+    ],
+)
+def test_bad_options_raise_value_error(kwargs):
+    capacity = kwargs.pop("capacity")
+    with pytest.raises(ValueError):
+        TaskArchive(capacity, **kwargs)
+
+
+def test_empty_archive_cannot_be_sampled():
+    with pytest.raises(ValueError):
+        TaskArchive(4).sample(1)
+
+
+def _brute_novelty(rows, queries, k, metric):
+    if metric == "cosine":
+        r = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        d = 1.0 - q @ r.T
+    else:
+        d = np.sqrt(((queries[:, None, :] - rows[None, :, :]) ** 2).sum(-1))
+    d.sort(axis=1)
+    kk = min(k, rows.shape[0])
+    return d[:, :kk].mean(axis=1)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+@pytest.mark.parametrize("k", [1, 8, 500])
+def test_novelty_matches_numpy_brute_force(metric, k):
+    rng = np.random.default_rng(1)
+    rows = rng.normal(size=(300, 16)).astype(np.float32)
+    queries = rng.normal(size=(40, 16)).astype(np.float32)
+    arc = TaskArchive(1000, embedding_dim=16, metric=metric)
+    assert np.isinf(arc.novelty(queries, k=k)).all()
+    arc.add([b"e"] * 300, np.zeros(300), embeddings=rows)
+    got = arc.novelty(queries, k=k)
+    assert got.dtype == np.float32 and got.shape == (40,)
+    np.testing.assert_allclose(got, _brute_novelty(rows, queries, k, metric), atol=2e-4)
+    # Evicted and removed rows no longer count.
+    arc.remove(np.arange(100))
+    np.testing.assert_allclose(
+        arc.novelty(queries, k=k), _brute_novelty(rows[100:], queries, k, metric), atol=2e-4
+    )
+    np.testing.assert_array_equal(arc.embeddings([150]), rows[150:151])
+
+
+def test_threads_share_one_archive():
+    # Capacity above all inserts: a sampled id cannot be evicted before its update.
+    arc = TaskArchive(5000, embedding_dim=8, metric="l2", staleness_coef=0.2)
+    rng = np.random.default_rng(0)
+    arc.add([b"s"], [0.5], embeddings=rng.normal(size=(1, 8)))
+    errors = []
+
+    def worker(seed):
+        r = np.random.default_rng(seed)
+        try:
+            for step in range(200):
+                arc.add([b"w"] * 5, r.random(5), embeddings=r.normal(size=(5, 8)))
+                ids = arc.sample(4, step=10**6)
+                arc.update_scores(ids, r.random(4))
+                arc.novelty(r.normal(size=(3, 8)))
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    stats = arc.stats()
+    assert stats["next_id"] == 1 + 4 * 200 * 5
+    assert stats["size"] == 4001 and stats["sampled"] == 4 * 200 * 4
