@@ -32,24 +32,24 @@ fn non_negative(x: i64, what: &str) -> PyResult<u64> {
     u64::try_from(x).map_err(|_| PyValueError::new_err(format!("{what} must be >= 0, got {x}")))
 }
 
-/// Flattens bytes/str payloads into one buffer so the archive can run without the GIL.
-fn collect_payloads(list: &Bound<'_, PyList>) -> PyResult<(Vec<u8>, Vec<usize>)> {
-    let mut blob = Vec::new();
-    let mut ends = Vec::with_capacity(list.len());
-    for item in list.iter() {
-        if let Ok(b) = item.cast::<PyBytes>() {
-            blob.extend_from_slice(b.as_bytes());
-        } else if let Ok(s) = item.cast::<PyString>() {
-            blob.extend_from_slice(s.to_str()?.as_bytes());
-        } else {
-            return Err(PyValueError::new_err(format!(
-                "payloads must be bytes or str, got {}",
-                item.get_type().name()?
-            )));
-        }
-        ends.push(blob.len());
-    }
-    Ok((blob, ends))
+/// Borrows the bytes of each payload (bytes, or str as UTF-8). The views stay valid while
+/// `items` holds a reference to every object, so the archive can read them without the GIL.
+fn payload_views<'a>(items: &'a [Bound<'_, PyAny>]) -> PyResult<Vec<&'a [u8]>> {
+    items
+        .iter()
+        .map(|item| {
+            if let Ok(b) = item.cast::<PyBytes>() {
+                Ok(b.as_bytes())
+            } else if let Ok(s) = item.cast::<PyString>() {
+                Ok(s.to_str()?.as_bytes())
+            } else {
+                Err(PyValueError::new_err(format!(
+                    "payloads must be bytes or str, got {}",
+                    item.get_type().name()?
+                )))
+            }
+        })
+        .collect()
 }
 
 type IdsAndProbabilities<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<f64>>);
@@ -128,7 +128,8 @@ impl ArchiveCore {
         step: i64,
     ) -> PyResult<Bound<'py, PyArray1<u64>>> {
         let step = non_negative(step, "step")?;
-        let (blob, ends) = collect_payloads(payloads)?;
+        let items: Vec<Bound<'py, PyAny>> = payloads.iter().collect();
+        let views = payload_views(&items)?;
         let scores = contiguous(&scores, "scores")?;
         let parents = parents
             .as_ref()
@@ -136,10 +137,10 @@ impl ArchiveCore {
             .transpose()?;
         if let (Some(e), Some(dim)) = (&embeddings, self.embedding_dim) {
             let shape = e.shape();
-            if shape != [ends.len(), dim] {
+            if shape != [views.len(), dim] {
                 return Err(PyValueError::new_err(format!(
                     "embeddings must have shape ({}, {dim}), got {shape:?}",
-                    ends.len()
+                    views.len()
                 )));
             }
         }
@@ -147,18 +148,7 @@ impl ArchiveCore {
             .as_ref()
             .map(|e| contiguous(e, "embeddings"))
             .transpose()?;
-        let ids = self.write(py, |a| {
-            let mut start = 0;
-            let views: Vec<&[u8]> = ends
-                .iter()
-                .map(|&end| {
-                    let v = &blob[start..end];
-                    start = end;
-                    v
-                })
-                .collect();
-            a.add(&views, scores, parents, embeddings, step)
-        });
+        let ids = self.write(py, |a| a.add(&views, scores, parents, embeddings, step));
         Ok(ids.map_err(to_py)?.into_pyarray(py))
     }
 
@@ -186,11 +176,7 @@ impl ArchiveCore {
         Ok(ids.into_pyarray(py))
     }
 
-    fn probabilities<'py>(
-        &self,
-        py: Python<'py>,
-        step: i64,
-    ) -> PyResult<IdsAndProbabilities<'py>> {
+    fn probabilities<'py>(&self, py: Python<'py>, step: i64) -> PyResult<IdsAndProbabilities<'py>> {
         let step = non_negative(step, "step")?;
         let pairs = self.read(py, |a| a.probabilities(step)).map_err(to_py)?;
         let (ids, ps): (Vec<u64>, Vec<f64>) = pairs.into_iter().unzip();

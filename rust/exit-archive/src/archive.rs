@@ -108,17 +108,6 @@ pub(crate) fn order_key(score: f64, id: u64) -> Key {
     (!ascending, id)
 }
 
-/// Inverse of `order_key` for the score part.
-#[inline]
-fn key_score(key: Key) -> f64 {
-    let ascending = !key.0;
-    f64::from_bits(if ascending >> 63 == 1 {
-        ascending & !(1 << 63)
-    } else {
-        !ascending
-    })
-}
-
 fn check_score(score: f64, prio: Prioritization) -> Result<()> {
     if !score.is_finite() {
         return invalid(format!("scores must be finite, got {score}"));
@@ -131,30 +120,15 @@ fn check_score(score: f64, prio: Prioritization) -> Result<()> {
     Ok(())
 }
 
-/// A candidate for eviction during `add`, ordered so the max-heap pops the victim first.
-#[derive(PartialEq)]
-struct Pending {
-    score: f64,
-    id: u64,
-    index: usize,
+/// Heap item of a pending new entry: the max-heap pops the lowest score, then smallest id.
+#[inline]
+fn pending_item(score: f64, id: u64) -> u128 {
+    (order_key(score, id).0 as u128) << 64 | !id as u128
 }
 
-impl Eq for Pending {}
-
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // Lowest score, then smallest id, is the greatest element.
-        other
-            .score
-            .total_cmp(&self.score)
-            .then(other.id.cmp(&self.id))
-    }
+#[inline]
+fn pending_id(item: u128) -> u64 {
+    !(item as u64)
 }
 
 /// Walks residents in eviction order (score ascending, then id ascending) without changing them.
@@ -294,15 +268,15 @@ impl Archive {
         // Plan evictions without touching the structures: candidates are the lowest residents
         // (walked lazily) and the pending new entries.
         let mut victims: Vec<Key> = Vec::new();
-        let mut pending: BinaryHeap<Pending> = BinaryHeap::new();
+        let mut pending: BinaryHeap<u128> = BinaryHeap::with_capacity(m);
         let mut cursor = EvictionCursor::new(self.len());
         let mut size = self.len();
-        for (index, (&score, &id)) in scores.iter().zip(&new_ids).enumerate() {
+        for (&score, &id) in scores.iter().zip(&new_ids) {
             if size == self.cfg.capacity {
                 let resident = cursor.peek(&self.order);
                 let take_resident = match (resident, pending.peek()) {
                     // On equal scores the resident goes: its id is always smaller.
-                    (Some(key), Some(p)) => key_score(key) <= p.score,
+                    (Some(key), Some(&p)) => key.0 >= (p >> 64) as u64,
                     (Some(_), None) => true,
                     (None, _) => false,
                 };
@@ -314,7 +288,7 @@ impl Archive {
                 }
                 size -= 1;
             }
-            pending.push(Pending { score, id, index });
+            pending.push(pending_item(score, id));
             size += 1;
         }
 
@@ -336,19 +310,76 @@ impl Archive {
         }
         self.next_id += m as u64;
 
-        let mut survivors: Vec<usize> = pending.into_iter().map(|p| p.index).collect();
+        let mut survivors: Vec<usize> = pending
+            .into_iter()
+            .map(|item| (pending_id(item) - first_id) as usize)
+            .collect();
         survivors.sort_unstable();
         debug_assert!(survivors.len() >= victims.len());
         self.reserve_slots(self.len() + survivors.len() - victims.len());
-        let free_slots: Vec<usize> = victims.iter().map(|key| self.detach(key.1)).collect();
+        let bulk = self.bulk_worthwhile(survivors.len() + victims.len());
+        let free_slots: Vec<usize> = victims
+            .iter()
+            .map(|key| self.detach(key.1, !bulk))
+            .collect();
         self.evicted += (victims.len() + m - survivors.len()) as u64;
         let dim = self.cfg.embedding_dim.unwrap_or(0);
         for (j, &i) in survivors.iter().enumerate() {
             let row = embeddings.map(|e| &e[i * dim..(i + 1) * dim]);
             let slot = free_slots.get(j).copied();
-            self.attach(slot, new_ids[i], payloads[i], scores[i], row, step);
+            self.attach(slot, new_ids[i], payloads[i], scores[i], row, step, !bulk);
+        }
+        if bulk {
+            victims.sort_unstable();
+            let mut added: Vec<Key> = survivors
+                .iter()
+                .map(|&i| order_key(scores[i], new_ids[i]))
+                .collect();
+            added.sort_unstable();
+            self.rebuild_order(&victims, &added);
+            self.rebuild_weights();
         }
         Ok(new_ids)
+    }
+
+    /// Whether `changes` entries are enough of the archive that rebuilding the order and
+    /// weights in O(n) beats `changes` O(log n) updates with their cache misses.
+    fn bulk_worthwhile(&self, changes: usize) -> bool {
+        changes * 48 >= self.len() && self.len() >= 256
+    }
+
+    /// Rebuilds the order tree without the sorted keys `removed` and with the sorted `added`.
+    fn rebuild_order(&mut self, removed: &[Key], added: &[Key]) {
+        let old = self.order.keys();
+        let mut merged = Vec::with_capacity(old.len() + added.len() - removed.len());
+        let (mut r, mut a) = (0, 0);
+        for key in old {
+            if r < removed.len() && removed[r] == key {
+                r += 1;
+                continue;
+            }
+            while a < added.len() && added[a] < key {
+                merged.push(added[a]);
+                a += 1;
+            }
+            merged.push(key);
+        }
+        merged.extend_from_slice(&added[a..]);
+        debug_assert_eq!(r, removed.len());
+        self.order = OsTree::from_sorted(&merged);
+    }
+
+    /// Rebuilds the staleness and proportional weight trees from the slots.
+    fn rebuild_weights(&mut self) {
+        let last_steps: Vec<u64> = self.slots.iter().map(|s| s.last_step).collect();
+        self.stale.rebuild(self.room.max(self.len()), &last_steps);
+        if self.cfg.prioritization == Prioritization::Proportional {
+            let mut prop = SumTree::with_slots(self.room.max(self.len()));
+            for s in 0..self.len() {
+                prop.set(s, self.weight(self.slots[s].score));
+            }
+            self.prop = prop;
+        }
     }
 
     fn validate_add(
@@ -428,7 +459,9 @@ impl Archive {
         }
     }
 
-    /// Writes a resident into `slot` (a detached slot, reused) or a new slot at the end.
+    /// Writes a resident into `slot` (a detached slot, reused) or a new slot at the end;
+    /// `indexed` also updates the order and weight trees (else the caller rebuilds them).
+    #[allow(clippy::too_many_arguments)]
     fn attach(
         &mut self,
         slot: Option<usize>,
@@ -437,10 +470,13 @@ impl Archive {
         score: f64,
         row: Option<&[f32]>,
         step: u64,
+        indexed: bool,
     ) {
         let slot = match slot {
             Some(s) => {
-                self.stale.touch(s, self.slots[s].last_step, step);
+                if indexed {
+                    self.stale.touch(s, self.slots[s].last_step, step);
+                }
                 self.slots[s].id = id;
                 self.slots[s].score = score;
                 self.slots[s].added_step = step;
@@ -455,7 +491,9 @@ impl Archive {
                 s
             }
             None => {
-                self.stale.add(self.slots.len(), step);
+                if indexed {
+                    self.stale.add(self.slots.len(), step);
+                }
                 self.slots.push(SlotRecord {
                     id,
                     score,
@@ -472,10 +510,12 @@ impl Archive {
             }
         };
         self.log[id as usize].slot = slot as u32;
-        self.order.insert(order_key(score, id));
-        if self.cfg.prioritization == Prioritization::Proportional {
-            let w = self.weight(score);
-            self.prop.set(slot, w);
+        if indexed {
+            self.order.insert(order_key(score, id));
+            if self.cfg.prioritization == Prioritization::Proportional {
+                let w = self.weight(score);
+                self.prop.set(slot, w);
+            }
         }
         self.last_sum += step as u128;
         *self.last_steps.entry(step).or_insert(0) += 1;
@@ -483,12 +523,14 @@ impl Archive {
 
     /// Takes a resident out of the order, weights and step counts. Its slot keeps its data
     /// and its staleness entry until `attach` reuses it or `move_last_into` drops it.
-    fn detach(&mut self, id: u64) -> usize {
+    fn detach(&mut self, id: u64, indexed: bool) -> usize {
         let slot = self.log[id as usize].slot as usize;
-        let removed = self.order.remove(&order_key(self.slots[slot].score, id));
-        debug_assert!(removed);
-        if self.cfg.prioritization == Prioritization::Proportional {
-            self.prop.set(slot, 0.0);
+        if indexed {
+            let removed = self.order.remove(&order_key(self.slots[slot].score, id));
+            debug_assert!(removed);
+            if self.cfg.prioritization == Prioritization::Proportional {
+                self.prop.set(slot, 0.0);
+            }
         }
         let ls = self.slots[slot].last_step;
         self.last_sum -= ls as u128;
@@ -515,6 +557,28 @@ impl Archive {
             self.resident_slot(id)?;
             check_score(s, self.cfg.prioritization)?;
         }
+        if self.bulk_worthwhile(ids.len()) {
+            let mut unique = ids.to_vec();
+            unique.sort_unstable();
+            unique.dedup();
+            let key_of = |a: &Archive, id: u64| {
+                order_key(a.slots[a.log[id as usize].slot as usize].score, id)
+            };
+            let mut removed: Vec<Key> = unique.iter().map(|&id| key_of(self, id)).collect();
+            for (&id, &score) in ids.iter().zip(scores) {
+                let slot = self.log[id as usize].slot as usize;
+                self.slots[slot].score = score;
+                if self.cfg.prioritization == Prioritization::Proportional {
+                    let w = self.weight(score);
+                    self.prop.set(slot, w);
+                }
+            }
+            let mut added: Vec<Key> = unique.iter().map(|&id| key_of(self, id)).collect();
+            removed.sort_unstable();
+            added.sort_unstable();
+            self.rebuild_order(&removed, &added);
+            return Ok(());
+        }
         for (&id, &score) in ids.iter().zip(scores) {
             let slot = self.log[id as usize].slot as usize;
             self.order.remove(&order_key(self.slots[slot].score, id));
@@ -538,7 +602,7 @@ impl Archive {
             }
         }
         for &id in ids {
-            let slot = self.detach(id);
+            let slot = self.detach(id, true);
             self.move_last_into(slot);
         }
         self.removed += ids.len() as u64;

@@ -298,7 +298,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => prop::collection::vec((0u8..8, prop::option::of(any::<u8>())), 1..12).prop_map(Op::Add),
+        4 => prop::collection::vec((0u8..8, prop::option::of(any::<u8>())), 1..48).prop_map(Op::Add),
         2 => (any::<u8>(), 0u8..8).prop_map(|(i, s)| Op::Update(i, s)),
         1 => any::<u8>().prop_map(Op::Remove),
         2 => (0u8..6).prop_map(Op::Sample),
@@ -311,7 +311,12 @@ proptest! {
 
     /// Random operation sequences against a plain model of the residents.
     #[test]
-    fn behaves_like_the_model(capacity in 1usize..12, ops in prop::collection::vec(op(), 1..40)) {
+    /// Capacities of a few hundred exercise the bulk (rebuild) paths of add and update.
+    #[test]
+    fn behaves_like_the_model(
+        capacity in prop_oneof![1usize..12, 256usize..300],
+        ops in prop::collection::vec(op(), 1..60),
+    ) {
         let mut a = archive(capacity);
         let mut model: Vec<(u64, f64)> = Vec::new(); // resident (id, score)
         let mut next = 0u64;
@@ -346,9 +351,22 @@ proptest! {
                     }
                 }
                 Op::Update(i, s) if !model.is_empty() => {
-                    let j = i as usize % model.len();
-                    model[j].1 = s as f64 / 4.0;
-                    a.update_scores(&[model[j].0], &[model[j].1]).unwrap();
+                    // Update a run of entries (with a repeat) so large archives take the bulk path.
+                    let count = 1 + (i as usize % 16);
+                    let mut ids = Vec::new();
+                    let mut scores = Vec::new();
+                    for k in 0..count {
+                        let j = (i as usize * 7 + k * 13) % model.len();
+                        let score = ((s as usize + k) % 8) as f64 / 4.0;
+                        model[j].1 = score;
+                        ids.push(model[j].0);
+                        scores.push(score);
+                    }
+                    ids.push(ids[0]);
+                    scores.push(scores[0]);
+                    let first = model.iter_mut().find(|m| m.0 == ids[0]).unwrap();
+                    first.1 = scores[0];
+                    a.update_scores(&ids, &scores).unwrap();
                 }
                 Op::Remove(i) if !model.is_empty() => {
                     let (id, _) = model.remove(i as usize % model.len());
