@@ -30,8 +30,8 @@ demo: install-demo
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests benches examples
-	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-rust:
 	cargo test -p exit-archive --release

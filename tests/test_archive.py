@@ -4,7 +4,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from exit_verl import TaskArchive
 
 
@@ -201,7 +200,7 @@ def test_threads_share_one_archive():
     def worker(seed):
         r = np.random.default_rng(seed)
         try:
-            for step in range(200):
+            for _ in range(200):
                 arc.add([b"w"] * 5, r.random(5), embeddings=r.normal(size=(5, 8)))
                 ids = arc.sample(4, step=10**6)
                 arc.update_scores(ids, r.random(4))

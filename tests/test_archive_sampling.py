@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from archive_formulas import chi_square_ok, expected_probabilities
-
 from exit_verl import TaskArchive
 
 DRAWS = 200_000
@@ -14,7 +13,7 @@ def _draw_counts(arc: TaskArchive, step: int) -> np.ndarray:
     drawn = arc.sample(DRAWS, step=step)  # one call: i.i.d. from P at call start
     index = {int(i): j for j, i in enumerate(ids)}
     counts = np.zeros(len(ids))
-    for i, c in zip(*np.unique(drawn, return_counts=True)):
+    for i, c in zip(*np.unique(drawn, return_counts=True), strict=True):
         counts[index[int(i)]] = c
     return counts
 
@@ -34,11 +33,16 @@ def test_sampling_matches_formula(prioritization, temperature, staleness_coef):
     # Ties on purpose: scores from a small set, added at different steps.
     scores = rng.integers(0, 6, size=30) / 5.0
     steps = np.sort(rng.integers(0, 20, size=30))
-    for s, t in zip(scores, steps):
+    for s, t in zip(scores, steps, strict=True):
         arc.add([b"x"], [s], step=int(t))
     info = arc.info(arc.ids())
     expected = expected_probabilities(
-        arc.ids(), info["score"], info["last_step"], 25, prioritization, temperature,
+        arc.ids(),
+        info["score"],
+        info["last_step"],
+        25,
+        prioritization,
+        temperature,
         staleness_coef,
     )
     _, reported = arc.probabilities(step=25)

@@ -5,7 +5,6 @@ import pickle
 
 import numpy as np
 import pytest
-
 from exit_verl import TaskArchive
 
 
@@ -39,9 +38,10 @@ def test_save_load_continues_identically(tmp_path):
     for step in range(40, 60):
         assert loaded.sample(9, step=step).tolist() == arc.sample(9, step=step).tolist()
         new = [b"n"], [0.9], np.ones((1, 4))
-        assert loaded.add(new[0], new[1], embeddings=new[2], step=step).tolist() == arc.add(
-            new[0], new[1], embeddings=new[2], step=step
-        ).tolist()
+        assert (
+            loaded.add(new[0], new[1], embeddings=new[2], step=step).tolist()
+            == arc.add(new[0], new[1], embeddings=new[2], step=step).tolist()
+        )
     assert os.listdir(tmp_path) == ["arc.snap"]
     assert pickle.loads(pickle.dumps(arc)).to_bytes() == arc.to_bytes()
 
@@ -49,7 +49,9 @@ def test_save_load_continues_identically(tmp_path):
 def test_truncated_flipped_and_foreign_files_raise_value_error(tmp_path):
     good = _populated().to_bytes()
     rng = np.random.default_rng(0)
-    cuts = sorted({0, 8, 12, 16, 160, len(good) - 12, len(good) - 1, *rng.integers(0, len(good), 50)})
+    cuts = sorted(
+        {0, 8, 12, 16, 160, len(good) - 12, len(good) - 1, *rng.integers(0, len(good), 50)}
+    )
     for cut in cuts:
         with pytest.raises(ValueError):
             TaskArchive.from_bytes(good[:cut])

@@ -19,7 +19,14 @@ _EXPORTS = {
     "evaluate_self_improvement": "exit_verl.evaluation",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "ExItConfig",
+    "ExItCurriculum",
+    "TaskArchive",
+    "TaskInstance",
+    "__version__",
+    "evaluate_self_improvement",
+]
 
 if TYPE_CHECKING:
     from exit_verl.archive import TaskArchive
