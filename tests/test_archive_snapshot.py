@@ -8,9 +8,16 @@ import pytest
 from exit_verl import TaskArchive
 
 
-def _populated(seed=0):
+def _populated(seed=0, prioritization="rank"):
     rng = np.random.default_rng(seed)
-    arc = TaskArchive(60, embedding_dim=4, staleness_coef=0.3, temperature=0.7, seed=seed)
+    arc = TaskArchive(
+        60,
+        embedding_dim=4,
+        prioritization=prioritization,
+        staleness_coef=0.3,
+        temperature=0.7,
+        seed=seed,
+    )
     for step in range(40):
         parents = [-1, step] if step else None
         arc.add(
@@ -25,8 +32,9 @@ def _populated(seed=0):
     return arc
 
 
-def test_save_load_continues_identically(tmp_path):
-    arc = _populated()
+@pytest.mark.parametrize("prioritization", ["rank", "proportional"])
+def test_save_load_continues_identically(tmp_path, prioritization):
+    arc = _populated(prioritization=prioritization)
     path = tmp_path / "arc.snap"
     arc.save(path)
     loaded = TaskArchive.load(path)

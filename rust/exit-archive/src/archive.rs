@@ -449,6 +449,11 @@ impl Archive {
             self.stale.rebuild(room, &last_steps);
             self.room = room;
         }
+        self.grow_rank_cdf(len);
+    }
+
+    /// Extends the cumulative rank weights to cover `len` ranks.
+    fn grow_rank_cdf(&mut self, len: usize) {
         if self.cfg.prioritization == Prioritization::Rank && len > self.rank_cdf.len() {
             let inv_t = 1.0 / self.cfg.temperature;
             let mut acc = self.rank_cdf.last().copied().unwrap_or(0.0);
@@ -877,16 +882,9 @@ impl Archive {
         keys.sort_unstable();
         self.order = OsTree::from_sorted(&keys);
         self.rank_cdf.clear();
-        self.prop = SumTree::with_slots(1);
-        self.stale = StalenessTree::with_slots(1);
-        self.room = 0;
-        self.reserve_slots(n.max(1));
-        if self.cfg.prioritization == Prioritization::Proportional {
-            for s in 0..n {
-                let w = self.weight(self.slots[s].score);
-                self.prop.set(s, w);
-            }
-        }
+        self.grow_rank_cdf(n);
+        self.room = n.max(1);
+        self.rebuild_weights();
         self.last_sum = self.slots.iter().map(|s| s.last_step as u128).sum();
         self.last_steps.clear();
         for ls in self.slots.iter().map(|s| s.last_step) {

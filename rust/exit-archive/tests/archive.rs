@@ -179,7 +179,14 @@ fn sampling_matches_probabilities() {
 
 #[test]
 fn snapshot_round_trip_continues_identically() {
+    for prio in [Prioritization::Rank, Prioritization::Proportional] {
+        round_trip(prio);
+    }
+}
+
+fn round_trip(prio: Prioritization) {
     let mut cfg = Config::new(50);
+    cfg.prioritization = prio;
     cfg.embedding_dim = Some(3);
     cfg.metric = Metric::L2;
     cfg.staleness_coef = 0.5;

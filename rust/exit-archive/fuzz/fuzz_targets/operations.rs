@@ -1,0 +1,75 @@
+//! Arbitrary operation sequences against a plain model of the resident set and scores.
+#![no_main]
+
+use exit_archive::{Archive, Config, Prioritization};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&head, ops)) = data.split_first() else {
+        return;
+    };
+    let mut cfg = Config::new(1 + (head as usize % 16));
+    cfg.prioritization = if head & 0x80 != 0 {
+        Prioritization::Proportional
+    } else {
+        Prioritization::Rank
+    };
+    cfg.staleness_coef = (head >> 4 & 0x3) as f64 / 3.0;
+    let capacity = cfg.capacity;
+    let mut a = Archive::new(cfg).unwrap();
+    let mut model: Vec<(u64, f64)> = Vec::new();
+    let mut step = 0u64;
+    for chunk in ops.chunks(3) {
+        let [op, x, y] = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        match op % 5 {
+            0 => {
+                let n = 1 + x as usize % 8;
+                let scores: Vec<f64> = (0..n).map(|i| ((y as usize + i * 3) % 7) as f64).collect();
+                let parent = if a.next_id() > 0 { (y as u64 % a.next_id()) as i64 } else { -1 };
+                let parents = vec![parent; n];
+                let payloads: Vec<&[u8]> = vec![&chunk[..]; n];
+                let ids = a.add(&payloads, &scores, Some(&parents), None, step).unwrap();
+                for (id, s) in ids.into_iter().zip(scores) {
+                    if model.len() == capacity {
+                        let victim = (0..model.len())
+                            .min_by(|&i, &j| {
+                                model[i].1.total_cmp(&model[j].1).then(model[i].0.cmp(&model[j].0))
+                            })
+                            .unwrap();
+                        model.remove(victim);
+                    }
+                    model.push((id, s));
+                }
+            }
+            1 if !model.is_empty() => {
+                let j = x as usize % model.len();
+                model[j].1 = (y % 9) as f64;
+                a.update_scores(&[model[j].0], &[model[j].1]).unwrap();
+            }
+            2 if !model.is_empty() => {
+                let (id, _) = model.remove(x as usize % model.len());
+                a.remove(&[id]).unwrap();
+            }
+            3 if !model.is_empty() => {
+                step += y as u64 % 3;
+                for id in a.sample(x as usize % 16, step).unwrap() {
+                    assert!(model.iter().any(|m| m.0 == id));
+                }
+            }
+            4 => {
+                a = Archive::from_bytes(&a.to_bytes()).unwrap();
+            }
+            _ => {
+                // Invalid inputs must fail and change nothing.
+                let before = a.to_bytes();
+                assert!(a.add(&[b"x"], &[f64::NAN], None, None, 0).is_err());
+                assert!(a.update_scores(&[u64::MAX], &[1.0]).is_err());
+                assert_eq!(a.to_bytes(), before);
+            }
+        }
+        a.check_invariants();
+        let mut ids: Vec<u64> = model.iter().map(|m| m.0).collect();
+        ids.sort_unstable();
+        assert_eq!(a.ids(), ids);
+    }
+});
