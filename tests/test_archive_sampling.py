@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from archive_formulas import chi_square_ok, expected_probabilities
+
 from exit_verl import TaskArchive
 
 DRAWS = 200_000
