@@ -136,3 +136,14 @@ def test_evaluator_improves_step_by_step() -> None:
         evaluate_self_improvement(generate, reward, tasks, -1)
     with pytest.raises(ValueError):
         evaluate_self_improvement(lambda p: ["1"], reward, tasks, 1)
+
+
+def test_config_is_an_omegaconf_structured_config() -> None:
+    omegaconf = pytest.importorskip("omegaconf")
+    merged = omegaconf.OmegaConf.merge(
+        omegaconf.OmegaConf.structured(ExItConfig), {"p_replay": 0.3, "diversity_bonus": "knn"}
+    )
+    cfg = omegaconf.OmegaConf.to_object(merged)
+    assert isinstance(cfg, ExItConfig) and cfg.p_replay == 0.3 and cfg.diversity_bonus == "knn"
+    with pytest.raises(ValueError):
+        omegaconf.OmegaConf.to_object(omegaconf.OmegaConf.merge(merged, {"p_replay": 2.0}))
