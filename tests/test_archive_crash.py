@@ -22,7 +22,7 @@ WRITER = textwrap.dedent(
     try:
         arc = TaskArchive.load(path)
     except ValueError:
-        arc = TaskArchive(10_000, embedding_dim=8, metric="l2", seed=1)
+        arc = TaskArchive(10_000_000, embedding_dim=8, metric="l2", seed=1)
     rng = np.random.default_rng(len(arc))
     while True:
         start = len(arc)

@@ -16,6 +16,8 @@ import numpy as np
 from exit_verl._archive import ArchiveCore
 
 _U64 = np.dtype(np.uint64)
+# Lists scanned per query by approximate novelty; see TaskArchive.novelty_recall.
+DEFAULT_NPROBE = 8
 
 
 def _ids(ids: Any) -> np.ndarray:
@@ -67,6 +69,22 @@ def _int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {type(value).__name__}")
     return int(value)
+
+
+def _queries(queries: Any) -> np.ndarray:
+    q = np.asarray(queries)
+    if q.ndim == 1:
+        q = q.reshape(1, -1)
+    return _matrix(q, "queries")
+
+
+def _nlist(nlist: int | None) -> int | None:
+    if nlist is None:
+        return None
+    n = _int(nlist, "nlist")
+    if n < 1:
+        raise ValueError(f"nlist must be >= 1, got {n}")
+    return n
 
 
 class TaskArchive:
@@ -171,12 +189,37 @@ class TaskArchive:
         """Stored embeddings of resident ids, shape (len(ids), embedding_dim)."""
         return self._core.embeddings(_ids(ids))
 
-    def novelty(self, queries: Any, k: int = 8) -> np.ndarray:
-        """Mean distance of each query to its min(k, n) nearest residents (inf when none)."""
-        q = np.asarray(queries)
-        if q.ndim == 1:
-            q = q.reshape(1, -1)
-        return self._core.novelty(_matrix(q, "queries"), _int(k, "k"))
+    def novelty(
+        self,
+        queries: Any,
+        k: int = 8,
+        *,
+        approximate: bool = False,
+        nprobe: int = DEFAULT_NPROBE,
+        nlist: int | None = None,
+    ) -> np.ndarray:
+        """Mean distance of each query to its min(k, n) nearest residents (inf when none).
+
+        Exact by default (a blocked matrix-product scan). ``approximate=True`` searches an
+        IVF index (built on first use, about 4·sqrt(n) lists or ``nlist``, kept in sync with
+        inserts and evictions) scanning the ``nprobe`` nearest lists; check its quality on
+        your data with :meth:`novelty_recall`.
+        """
+        q = _queries(queries)
+        if not approximate or len(self) == 0:
+            return self._core.novelty(q, _int(k, "k"))
+        return self._core.novelty_approx(q, _int(k, "k"), _int(nprobe, "nprobe"), _nlist(nlist))
+
+    def novelty_recall(
+        self, queries: Any, k: int = 8, *, nprobe: int = DEFAULT_NPROBE, nlist: int | None = None
+    ) -> float:
+        """Recall@k of the approximate search against the exact one on these queries."""
+        if len(self) == 0:
+            raise ValueError("novelty_recall needs a non-empty archive")
+        recall, _ = self._core.novelty_recall(
+            _queries(queries), _int(k, "k"), _int(nprobe, "nprobe"), _nlist(nlist)
+        )
+        return float(recall)
 
     def probabilities(self, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(ids ascending, probability of each) that ``sample(step=step)`` would use."""

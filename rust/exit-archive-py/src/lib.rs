@@ -2,9 +2,9 @@
 //! Inputs arrive already normalized (contiguous arrays of the right dtype) from the Python
 //! wrapper `exit_verl.archive.TaskArchive`.
 
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
-use exit_archive::{Archive, Config, Error, Metric, Prioritization};
+use exit_archive::{Archive, Config, Error, IvfIndex, Metric, Prioritization};
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
@@ -58,6 +58,8 @@ type IdsAndProbabilities<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<
 struct ArchiveCore {
     inner: RwLock<Archive>,
     embedding_dim: Option<usize>,
+    /// Approximate-novelty index, built on first use and kept in sync lazily.
+    index: Mutex<Option<IvfIndex>>,
 }
 
 impl ArchiveCore {
@@ -65,7 +67,45 @@ impl ArchiveCore {
         ArchiveCore {
             embedding_dim: archive.config().embedding_dim,
             inner: RwLock::new(archive),
+            index: Mutex::new(None),
         }
+    }
+
+    fn check_queries(&self, queries: &PyReadonlyArray2<'_, f32>) -> PyResult<()> {
+        if let Some(dim) = self.embedding_dim {
+            if queries.shape()[1] != dim {
+                return Err(PyValueError::new_err(format!(
+                    "queries must have shape (q, {dim}), got {:?}",
+                    queries.shape()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the archive and an index synced to it (built when missing or when `nlist`
+    /// asks for another size).
+    fn with_index<T: Send>(
+        &self,
+        py: Python<'_>,
+        nlist: Option<usize>,
+        f: impl FnOnce(&Archive, &IvfIndex) -> exit_archive::Result<T> + Send,
+    ) -> PyResult<T> {
+        self.read(py, |a| {
+            let mut slot = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let rebuild = match (&*slot, nlist) {
+                (None, _) => true,
+                (Some(ix), Some(n)) => ix.nlist() != n.min(a.len()),
+                _ => false,
+            };
+            if rebuild {
+                *slot = Some(IvfIndex::build(a, nlist, a.config().seed)?);
+            }
+            let ix = slot.as_mut().expect("index was just built");
+            ix.sync(a)?;
+            f(a, ix)
+        })
+        .map_err(to_py)
     }
 
     fn read<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Archive) -> T + Send) -> T {
@@ -318,17 +358,57 @@ impl ArchiveCore {
         k: i64,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let k = non_negative(k, "k")? as usize;
-        if let Some(dim) = self.embedding_dim {
-            if queries.shape()[1] != dim {
-                return Err(PyValueError::new_err(format!(
-                    "queries must have shape (q, {dim}), got {:?}",
-                    queries.shape()
-                )));
-            }
-        }
+        self.check_queries(&queries)?;
         let q = contiguous(&queries, "queries")?;
         let out = self.read(py, |a| a.novelty(q, k)).map_err(to_py)?;
         Ok(out.into_pyarray(py))
+    }
+
+    #[pyo3(signature = (queries, k, nprobe, nlist=None))]
+    fn novelty_approx<'py>(
+        &self,
+        py: Python<'py>,
+        queries: PyReadonlyArray2<'py, f32>,
+        k: i64,
+        nprobe: i64,
+        nlist: Option<i64>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let (k, nprobe) = (
+            non_negative(k, "k")? as usize,
+            non_negative(nprobe, "nprobe")? as usize,
+        );
+        let nlist = nlist
+            .map(|n| non_negative(n, "nlist"))
+            .transpose()?
+            .map(|n| n as usize);
+        self.check_queries(&queries)?;
+        let q = contiguous(&queries, "queries")?;
+        let out = self.with_index(py, nlist, |a, ix| ix.novelty(a, q, k, nprobe))?;
+        Ok(out.into_pyarray(py))
+    }
+
+    #[pyo3(signature = (queries, k, nprobe, nlist=None))]
+    fn novelty_recall(
+        &self,
+        py: Python<'_>,
+        queries: PyReadonlyArray2<'_, f32>,
+        k: i64,
+        nprobe: i64,
+        nlist: Option<i64>,
+    ) -> PyResult<(f64, usize)> {
+        let (k, nprobe) = (
+            non_negative(k, "k")? as usize,
+            non_negative(nprobe, "nprobe")? as usize,
+        );
+        let nlist = nlist
+            .map(|n| non_negative(n, "nlist"))
+            .transpose()?
+            .map(|n| n as usize);
+        self.check_queries(&queries)?;
+        let q = contiguous(&queries, "queries")?;
+        self.with_index(py, nlist, |a, ix| {
+            Ok((ix.recall(a, q, k, nprobe)?, ix.nlist()))
+        })
     }
 
     fn remove(&self, py: Python<'_>, ids: PyReadonlyArray1<'_, u64>) -> PyResult<()> {

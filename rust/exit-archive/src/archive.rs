@@ -797,7 +797,14 @@ impl Archive {
     /// resident embeddings; +inf when there are none.
     pub fn novelty(&self, queries: &[f32], k: usize) -> Result<Vec<f32>> {
         let dim = self.query_dim(queries, k)?;
-        Ok(novelty::knn_mean_distance(
+        Ok(self.knn(queries, k)?.mean_distance(queries.len() / dim))
+    }
+
+    /// Exact `min(k, n)` nearest residents of each query; `Neighbors::slot` holds slots, see
+    /// [`Archive::id_at_slot`].
+    pub fn knn(&self, queries: &[f32], k: usize) -> Result<novelty::Neighbors> {
+        let dim = self.query_dim(queries, k)?;
+        Ok(novelty::knn(
             &self.embeddings,
             &self.sq_norms,
             dim,
@@ -805,6 +812,11 @@ impl Archive {
             k,
             self.cfg.metric,
         ))
+    }
+
+    /// The resident id stored at a dense slot (as returned by [`Archive::knn`]).
+    pub fn id_at_slot(&self, slot: u32) -> Option<u64> {
+        self.slots.get(slot as usize).map(|s| s.id)
     }
 
     pub(crate) fn query_dim(&self, queries: &[f32], k: usize) -> Result<usize> {
