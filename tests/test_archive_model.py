@@ -1,0 +1,194 @@
+"""Random operation sequences on TaskArchive against a pure-Python reference model (hypothesis).
+
+The model is DESIGN.md's contract written plainly: dicts and sorted lists, no cleverness.
+Sampled ids cannot be predicted (the RNG is the archive's), so the model checks that every
+drawn id is resident and replays the draw's bookkeeping; the distribution itself is compared
+to the closed-form probabilities after every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from archive_formulas import expected_probabilities
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from exit_verl import TaskArchive
+
+
+@dataclass
+class Entry:
+    payload: bytes
+    score: float
+    added_step: int
+    last_step: int
+    times_sampled: int = 0
+
+
+class ReferenceArchive:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.entries: dict[int, Entry] = {}
+        self.lineage: dict[int, tuple[int, int, int]] = {}  # id -> parent, root, depth
+        self.next_id = 0
+
+    def add(self, payloads: list[bytes], scores: list[float], parents: list[int], step: int):
+        ids = []
+        for payload, score, parent in zip(payloads, scores, parents, strict=True):
+            if len(self.entries) == self.capacity:
+                victim = min(self.entries, key=lambda i: (self.entries[i].score, i))
+                del self.entries[victim]
+            new = self.next_id
+            self.next_id += 1
+            if parent < 0:
+                self.lineage[new] = (-1, new, 0)
+            else:
+                _, root, depth = self.lineage[parent]
+                self.lineage[new] = (parent, root, depth + 1)
+            self.entries[new] = Entry(payload, score, step, step)
+            ids.append(new)
+        return ids
+
+
+scores_st = st.floats(0.0, 4.0, allow_nan=False).map(lambda x: round(x, 1))  # many ties
+
+
+class ArchiveMachine(RuleBasedStateMachine):
+    @initialize(
+        capacity=st.integers(1, 12),
+        prioritization=st.sampled_from(["rank", "proportional"]),
+        temperature=st.sampled_from([0.5, 1.0, 2.0]),
+        staleness=st.sampled_from([0.0, 0.3, 1.0]),
+    )
+    def setup(self, capacity, prioritization, temperature, staleness) -> None:
+        self.arc = TaskArchive(
+            capacity,
+            prioritization=prioritization,
+            temperature=temperature,
+            staleness_coef=staleness,
+            seed=capacity,
+        )
+        self.model = ReferenceArchive(capacity)
+        self.opts = (prioritization, temperature, staleness)
+        self.step = 0
+
+    def _unchanged_after_error(self, call, error) -> None:
+        before = self.arc.to_bytes()
+        try:
+            call()
+        except error:
+            pass
+        else:
+            raise AssertionError("expected an error")
+        assert self.arc.to_bytes() == before
+
+    @rule(
+        data=st.data(),
+        n=st.integers(1, 6),
+        advance=st.integers(0, 2),
+    )
+    def add(self, data, n, advance) -> None:
+        self.step += advance
+        scores = [data.draw(scores_st) for _ in range(n)]
+        known = list(range(self.model.next_id))
+        parents = [data.draw(st.sampled_from([-1, *known])) if known else -1 for _ in range(n)]
+        payloads = [f"p{self.model.next_id + i}".encode() for i in range(n)]
+        ids = self.arc.add(payloads, scores, parents=parents, step=self.step)
+        assert ids.tolist() == self.model.add(payloads, scores, parents, self.step)
+
+    @rule(data=st.data())
+    def update(self, data) -> None:
+        if not self.model.entries:
+            return
+        ids = data.draw(st.lists(st.sampled_from(sorted(self.model.entries)), min_size=1))
+        scores = [data.draw(scores_st) for _ in ids]
+        self.arc.update_scores(ids, scores)
+        for i, s in zip(ids, scores, strict=True):
+            self.model.entries[i].score = s  # a repeated id keeps its last score
+
+    @rule(k=st.integers(0, 8), advance=st.integers(0, 3))
+    def sample(self, k, advance) -> None:
+        if not self.model.entries:
+            self._unchanged_after_error(lambda: self.arc.sample(1, step=self.step), ValueError)
+            return
+        self.step += advance
+        drawn = self.arc.sample(k, step=self.step)
+        assert len(drawn) == k
+        for i in drawn.tolist():
+            entry = self.model.entries[i]  # KeyError here = a non-resident was drawn
+            entry.last_step = self.step
+            entry.times_sampled += 1
+
+    @rule(data=st.data())
+    def remove(self, data) -> None:
+        if not self.model.entries:
+            return
+        ids = data.draw(
+            st.lists(st.sampled_from(sorted(self.model.entries)), min_size=1, unique=True)
+        )
+        self.arc.remove(ids)
+        for i in ids:
+            del self.model.entries[i]
+
+    @rule()
+    def round_trip(self) -> None:
+        self.arc = TaskArchive.from_bytes(self.arc.to_bytes())
+
+    @rule(data=st.data())
+    def bad_calls_change_nothing(self, data) -> None:
+        gone = self.model.next_id + 5
+        choice = data.draw(st.integers(0, 4))
+        if choice == 0:
+            self._unchanged_after_error(lambda: self.arc.add([b"x"], [float("nan")]), ValueError)
+        elif choice == 1:
+            self._unchanged_after_error(lambda: self.arc.update_scores([gone], [1.0]), KeyError)
+        elif choice == 2:
+            self._unchanged_after_error(
+                lambda: self.arc.add([b"x", b"y"], [1.0, 1.0], parents=[-1, gone]), KeyError
+            )
+        elif choice == 3 and self.step > 0 and self.model.entries:
+            self._unchanged_after_error(lambda: self.arc.sample(1, step=self.step - 1), ValueError)
+        elif choice == 4:
+            self._unchanged_after_error(lambda: self.arc.sample(-1, step=self.step), ValueError)
+
+    @invariant()
+    def matches_model(self) -> None:
+        m = self.model
+        ids = sorted(m.entries)
+        assert self.arc.ids().tolist() == ids
+        assert len(self.arc) == len(ids) <= m.capacity
+        if not ids:
+            return
+        info = self.arc.info(ids)
+        np.testing.assert_array_equal(info["score"], [m.entries[i].score for i in ids])
+        np.testing.assert_array_equal(info["last_step"], [m.entries[i].last_step for i in ids])
+        np.testing.assert_array_equal(
+            info["times_sampled"], [m.entries[i].times_sampled for i in ids]
+        )
+        assert self.arc.get(ids) == [m.entries[i].payload for i in ids]
+        every = list(range(m.next_id))
+        lineage = self.arc.lineage(every)
+        for key, col in (("parent", 0), ("root", 1), ("depth", 2)):
+            np.testing.assert_array_equal(lineage[key], [m.lineage[i][col] for i in every])
+        got_ids, probs = self.arc.probabilities(step=self.step)
+        assert got_ids.tolist() == ids
+        expected = expected_probabilities(
+            np.array(ids),
+            np.array([m.entries[i].score for i in ids]),
+            np.array([m.entries[i].last_step for i in ids]),
+            self.step,
+            *self.opts,
+        )
+        np.testing.assert_allclose(probs, expected, rtol=1e-9, atol=1e-12)
+
+
+ArchiveMachine.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_archive_against_reference_model = ArchiveMachine.TestCase
