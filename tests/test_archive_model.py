@@ -74,6 +74,7 @@ class ArchiveMachine(RuleBasedStateMachine):
         self.model = ReferenceArchive(capacity)
         self.opts = (prioritization, temperature, staleness)
         self.step = 0
+        self.floor = 0
 
     def _unchanged_after_error(self, call, error) -> None:
         before = self.arc.to_bytes()
@@ -93,7 +94,7 @@ class ArchiveMachine(RuleBasedStateMachine):
     def add(self, data, n, advance) -> None:
         self.step += advance
         scores = [data.draw(scores_st) for _ in range(n)]
-        known = list(range(self.model.next_id))
+        known = sorted(self.model.lineage)  # forgotten ids cannot be parents
         parents = [data.draw(st.sampled_from([-1, *known])) if known else -1 for _ in range(n)]
         payloads = [f"p{self.model.next_id + i}".encode() for i in range(n)]
         ids = self.arc.add(payloads, scores, parents=parents, step=self.step)
@@ -133,6 +134,17 @@ class ArchiveMachine(RuleBasedStateMachine):
         for i in ids:
             del self.model.entries[i]
 
+    @rule(fraction=st.floats(0.0, 1.0))
+    def forget_lineage(self, fraction) -> None:
+        self.floor = self.arc.forget_lineage(int(self.model.next_id * fraction))
+        self._drop_forgotten()
+
+    def _drop_forgotten(self) -> None:
+        # Below the floor, lineage lives exactly as long as the entry stays resident.
+        for i in list(self.model.lineage):
+            if i < self.floor and i not in self.model.entries:
+                del self.model.lineage[i]
+
     @rule()
     def round_trip(self) -> None:
         self.arc = TaskArchive.from_bytes(self.arc.to_bytes())
@@ -149,13 +161,16 @@ class ArchiveMachine(RuleBasedStateMachine):
             self._unchanged_after_error(
                 lambda: self.arc.add([b"x", b"y"], [1.0, 1.0], parents=[-1, gone]), KeyError
             )
-        elif choice == 3 and self.step > 0 and self.model.entries:
-            self._unchanged_after_error(lambda: self.arc.sample(1, step=self.step - 1), ValueError)
+        elif choice == 3 and self.model.entries:
+            latest = max(e.last_step for e in self.model.entries.values())
+            if latest > 0:  # going behind a resident's last_step is an error
+                self._unchanged_after_error(lambda: self.arc.sample(1, step=latest - 1), ValueError)
         elif choice == 4:
             self._unchanged_after_error(lambda: self.arc.sample(-1, step=self.step), ValueError)
 
     @invariant()
     def matches_model(self) -> None:
+        self._drop_forgotten()  # evictions and removals since the last rule
         m = self.model
         ids = sorted(m.entries)
         assert self.arc.ids().tolist() == ids
@@ -169,8 +184,11 @@ class ArchiveMachine(RuleBasedStateMachine):
             info["times_sampled"], [m.entries[i].times_sampled for i in ids]
         )
         assert self.arc.get(ids) == [m.entries[i].payload for i in ids]
-        every = list(range(m.next_id))
+        every = sorted(m.lineage)
         lineage = self.arc.lineage(every)
+        forgotten = sorted(set(range(m.next_id)) - set(every))
+        if forgotten:
+            self._unchanged_after_error(lambda: self.arc.lineage(forgotten[:1]), KeyError)
         for key, col in (("parent", 0), ("root", 1), ("depth", 2)):
             np.testing.assert_array_equal(lineage[key], [m.lineage[i][col] for i in every])
         got_ids, probs = self.arc.probabilities(step=self.step)

@@ -2,11 +2,14 @@
 
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from exit_verl import TaskArchive
+
+HEADER_WORDS = 19  # u64 words in a version-2 header
 
 
 def _populated(seed=0, prioritization="rank"):
@@ -58,9 +61,8 @@ def test_save_load_continues_identically(tmp_path, prioritization):
 def test_truncated_flipped_and_foreign_files_raise_value_error(tmp_path):
     good = _populated().to_bytes()
     rng = np.random.default_rng(0)
-    cuts = sorted(
-        {0, 8, 12, 16, 160, len(good) - 12, len(good) - 1, *rng.integers(0, len(good), 50)}
-    )
+    header_fields = [0, 8, 12, *(16 + 8 * i for i in range(HEADER_WORDS + 1))]
+    cuts = sorted({*header_fields, len(good) - 12, len(good) - 1, *rng.integers(0, len(good), 100)})
     for cut in cuts:
         with pytest.raises(ValueError):
             TaskArchive.from_bytes(good[:cut])
@@ -83,8 +85,45 @@ def test_truncated_flipped_and_foreign_files_raise_value_error(tmp_path):
 
 
 def test_declared_huge_lengths_do_not_allocate():
-    good = bytearray(_populated().to_bytes())
-    # next_id lives at header word 11 (after magic, version and header length).
-    good[16 + 11 * 8 : 16 + 12 * 8] = (2**62).to_bytes(8, "little")
-    with pytest.raises(ValueError, match="length"):
-        TaskArchive.from_bytes(bytes(good))
+    good = _populated().to_bytes()
+    # Header words (after magic, version and header length): 1 embedding_dim, 11 next_id,
+    # 12 residents, 13 payload bytes, 17 lineage floor, 18 pinned lineage records.
+    for word in (1, 11, 12, 13, 17, 18):
+        for value in (2**62, 2**40, 2**64 - 1):
+            bad = bytearray(good)
+            bad[16 + word * 8 : 16 + (word + 1) * 8] = value.to_bytes(8, "little")
+            with pytest.raises(ValueError):
+                TaskArchive.from_bytes(bytes(bad))
+
+
+def test_version_1_snapshots_still_load(tmp_path):
+    corpus = Path(__file__).parent.parent / "rust/exit-archive/fuzz/corpus/snapshot_load"
+    old = corpus / "prop_emb.snap"
+    assert old.read_bytes()[8:12] == (1).to_bytes(4, "little")
+    arc = TaskArchive.load(old)
+    assert len(arc) > 0 and arc.stats()["lineage_floor"] == 0
+    arc.save(tmp_path / "new.snap")
+    data = (tmp_path / "new.snap").read_bytes()
+    assert data[8:12] == (2).to_bytes(4, "little")
+    again = TaskArchive.from_bytes(data)
+    assert again.ids().tolist() == arc.ids().tolist()
+    assert again.get(arc.ids()) == arc.get(arc.ids())
+    np.testing.assert_array_equal(again.embeddings(arc.ids()), arc.embeddings(arc.ids()))
+
+
+def test_forgotten_lineage_survives_save_and_load(tmp_path):
+    arc = TaskArchive(3, seed=2)
+    ids = arc.add([b"a", b"b", b"c"], [9.0, 1.0, 2.0])
+    child = arc.add([b"d"], [3.0], parents=[ids[0]], step=1)  # evicts id 1
+    assert arc.forget_lineage() == 4
+    with pytest.raises(KeyError):
+        arc.lineage([1])  # evicted and below the floor: forgotten
+    arc.save(tmp_path / "a.snap")
+    back = TaskArchive.load(tmp_path / "a.snap")
+    for key, values in arc.lineage([0, 2, int(child[0])]).items():
+        np.testing.assert_array_equal(back.lineage([0, 2, int(child[0])])[key], values)
+    assert back.to_bytes() == arc.to_bytes()
+    grandchild = back.add([b"e"], [4.0], parents=[int(child[0])], step=2)
+    assert back.lineage(grandchild)["depth"][0] == 2
+    with pytest.raises(KeyError):
+        back.add([b"f"], [1.0], parents=[1])

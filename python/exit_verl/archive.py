@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from exit_verl._archive import ArchiveCore
+from exit_verl._archive import LINEAGE_BYTES_PER_ID, ArchiveCore
+
+__all__ = ["LINEAGE_BYTES_PER_ID", "TaskArchive"]
 
 _U64 = np.dtype(np.uint64)
 # Lists scanned per query by approximate novelty; see TaskArchive.novelty_recall.
@@ -185,6 +187,18 @@ class TaskArchive:
         """parent (-1: none), root and depth of any id ever inserted, evicted ones too."""
         return self._core.lineage(_ids(ids))
 
+    def forget_lineage(self, before: int | None = None) -> int:
+        """Drops lineage records of ids below ``min(before, oldest resident id)``.
+
+        The lineage log grows by ``LINEAGE_BYTES_PER_ID`` (24) bytes per id ever inserted; a
+        long run can call this now and then to bound it. Returns the new floor: ids below it
+        raise KeyError in ``lineage`` and cannot be parents. Residents are untouched.
+        """
+        floor = np.iinfo(np.uint64).max if before is None else _int(before, "before")
+        if floor < 0:
+            raise ValueError(f"before must be >= 0, got {floor}")
+        return self._core.forget_lineage(floor)
+
     def embeddings(self, ids: Any) -> np.ndarray:
         """Stored embeddings of resident ids, shape (len(ids), embedding_dim)."""
         return self._core.embeddings(_ids(ids))
@@ -286,6 +300,3 @@ class TaskArchive:
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         # Lets Ray and multiprocessing ship archives; the payload is our own snapshot format.
         return (TaskArchive.from_bytes, (self.to_bytes(),))
-
-
-LINEAGE_BYTES_PER_ID: int = 24

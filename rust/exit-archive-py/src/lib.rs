@@ -447,8 +447,8 @@ impl ArchiveCore {
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.read(py, |a| (a.stats(), a.max_last_step()));
-        let (s, max_last) = s;
+        let (s, max_last, floor) =
+            self.read(py, |a| (a.stats(), a.max_last_step(), a.lineage_floor()));
         let d = PyDict::new(py);
         d.set_item("size", s.len)?;
         d.set_item("capacity", s.capacity)?;
@@ -464,7 +464,12 @@ impl ArchiveCore {
         d.set_item("score_mean", s.score_mean)?;
         d.set_item("depth_max", s.depth_max)?;
         d.set_item("max_last_step", max_last)?;
+        d.set_item("lineage_floor", floor)?;
         Ok(d)
+    }
+
+    fn forget_lineage(&self, py: Python<'_>, before: u64) -> u64 {
+        self.write(py, |a| a.forget_lineage(before))
     }
 
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {

@@ -3,6 +3,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use crate::arena::Arena;
 use crate::config::{Config, Prioritization};
 use crate::error::{invalid, Error, Result};
+use crate::lineage::LineageLog;
 use crate::novelty::{self, Metric};
 use crate::ostree::{Key, OsTree};
 use crate::rng::Rng;
@@ -76,7 +77,7 @@ pub struct Archive {
     pub(crate) rng: Rng,
     pub(crate) next_id: u64,
     /// Lineage log, indexed by id (every id ever inserted).
-    pub(crate) log: Vec<LogRecord>,
+    pub(crate) log: LineageLog,
     /// Residents, indexed by dense slot 0..len.
     pub(crate) slots: Vec<SlotRecord>,
     pub(crate) payloads: Arena,
@@ -179,7 +180,7 @@ impl Archive {
             cfg,
             rng,
             next_id: 0,
-            log: Vec::new(),
+            log: LineageLog::default(),
             slots: Vec::new(),
             payloads: Arena::default(),
             embeddings: Vec::new(),
@@ -223,7 +224,7 @@ impl Archive {
     }
 
     fn slot(&self, id: u64) -> Option<usize> {
-        match self.log.get(usize::try_from(id).ok()?) {
+        match self.log.get(id) {
             Some(r) if r.slot != NOT_RESIDENT => Some(r.slot as usize),
             _ => None,
         }
@@ -296,8 +297,8 @@ impl Archive {
         for (i, &id) in new_ids.iter().enumerate() {
             let (p, r, d) = match parents.map(|p| p[i]) {
                 Some(p) if p >= 0 => {
-                    let p = p as usize;
-                    (p as u64, self.log[p].root, self.log[p].depth + 1)
+                    let p = p as u64;
+                    (p, self.log[p].root, self.log[p].depth + 1)
                 }
                 _ => (NO_PARENT, id, 0),
             };
@@ -413,8 +414,17 @@ impl Archive {
                 if p < -1 {
                     return invalid(format!("parent must be -1 (none) or an id, got {p}"));
                 }
-                if p >= 0 && p as u64 >= self.next_id + i as u64 {
-                    return Err(Error::UnknownId(p as u64));
+                if p < 0 {
+                    continue;
+                }
+                let p = p as u64;
+                let known = if p >= self.next_id {
+                    p < self.next_id + i as u64 // inserted earlier in this batch
+                } else {
+                    self.log.get(p).is_some()
+                };
+                if !known {
+                    return Err(Error::UnknownId(p));
                 }
             }
         }
@@ -514,7 +524,7 @@ impl Archive {
                 self.slots.len() - 1
             }
         };
-        self.log[id as usize].slot = slot as u32;
+        self.log[id].slot = slot as u32;
         if indexed {
             self.order.insert(order_key(score, id));
             if self.cfg.prioritization == Prioritization::Proportional {
@@ -529,7 +539,7 @@ impl Archive {
     /// Takes a resident out of the order, weights and step counts. Its slot keeps its data
     /// and its staleness entry until `attach` reuses it or `move_last_into` drops it.
     fn detach(&mut self, id: u64, indexed: bool) -> usize {
-        let slot = self.log[id as usize].slot as usize;
+        let slot = self.log[id].slot as usize;
         if indexed {
             let removed = self.order.remove(&order_key(self.slots[slot].score, id));
             debug_assert!(removed);
@@ -540,7 +550,8 @@ impl Archive {
         let ls = self.slots[slot].last_step;
         self.last_sum -= ls as u128;
         self.forget_last_step(ls);
-        self.log[id as usize].slot = NOT_RESIDENT;
+        self.log[id].slot = NOT_RESIDENT;
+        self.log.release(id);
         slot
     }
 
@@ -566,12 +577,11 @@ impl Archive {
             let mut unique = ids.to_vec();
             unique.sort_unstable();
             unique.dedup();
-            let key_of = |a: &Archive, id: u64| {
-                order_key(a.slots[a.log[id as usize].slot as usize].score, id)
-            };
+            let key_of =
+                |a: &Archive, id: u64| order_key(a.slots[a.log[id].slot as usize].score, id);
             let mut removed: Vec<Key> = unique.iter().map(|&id| key_of(self, id)).collect();
             for (&id, &score) in ids.iter().zip(scores) {
-                let slot = self.log[id as usize].slot as usize;
+                let slot = self.log[id].slot as usize;
                 self.slots[slot].score = score;
                 if self.cfg.prioritization == Prioritization::Proportional {
                     let w = self.weight(score);
@@ -585,7 +595,7 @@ impl Archive {
             return Ok(());
         }
         for (&id, &score) in ids.iter().zip(scores) {
-            let slot = self.log[id as usize].slot as usize;
+            let slot = self.log[id].slot as usize;
             self.order.remove(&order_key(self.slots[slot].score, id));
             self.order.insert(order_key(score, id));
             self.slots[slot].score = score;
@@ -627,7 +637,7 @@ impl Archive {
                 self.prop.set(last, 0.0);
                 self.prop.set(slot, w);
             }
-            self.log[id as usize].slot = slot as u32;
+            self.log[id].slot = slot as u32;
         }
         self.slots.swap_remove(slot);
         self.payloads.swap_remove(slot);
@@ -693,7 +703,7 @@ impl Archive {
                 let u = self.rng.next_f64() * cdf[n - 1];
                 let rank = cdf.partition_point(|&c| c <= u).min(n - 1);
                 let id = self.order.select(rank).1;
-                self.log[id as usize].slot as usize
+                self.log[id].slot as usize
             }
             Prioritization::Proportional => {
                 if self.prop.total() > 0.0 {
@@ -723,7 +733,7 @@ impl Archive {
             Prioritization::Rank => {
                 let total = self.rank_cdf[n - 1];
                 for (rank, key) in self.order.keys().iter().enumerate() {
-                    let slot = self.log[key.1 as usize].slot as usize;
+                    let slot = self.log[key.1].slot as usize;
                     ps[slot] = ((rank + 1) as f64).powf(-1.0 / self.cfg.temperature) / total;
                 }
             }
@@ -780,12 +790,29 @@ impl Archive {
         if id >= self.next_id {
             return Err(Error::UnknownId(id));
         }
-        let i = id as usize;
+        let Some(r) = self.log.get(id) else {
+            return Err(Error::UnknownId(id)); // forgotten by forget_lineage
+        };
         Ok(Lineage {
-            parent: (self.log[i].parent != NO_PARENT).then_some(self.log[i].parent),
-            root: self.log[i].root,
-            depth: self.log[i].depth,
+            parent: (r.parent != NO_PARENT).then_some(r.parent),
+            root: r.root,
+            depth: r.depth,
         })
+    }
+
+    /// Forgets the lineage of evicted ids below `before` (clamped to `next_id`) and returns
+    /// the new floor. Afterwards those ids are unknown to `lineage` and cannot be parents;
+    /// residents keep their records until they leave the archive. Bounds the log at [`LINEAGE_BYTES_PER_ID`] × (ids
+    /// since the floor) plus one record per resident.
+    pub fn forget_lineage(&mut self, before: u64) -> u64 {
+        let floor = before.min(self.next_id).max(self.log.base());
+        self.log.forget_before(floor);
+        floor
+    }
+
+    /// First id whose lineage is still kept (0 unless `forget_lineage` was called).
+    pub fn lineage_floor(&self) -> u64 {
+        self.log.base()
     }
 
     /// Lineage of any id ever inserted, evicted or not.
@@ -853,7 +880,7 @@ impl Archive {
             hi = hi.max(s);
             sum += s;
         }
-        let lineage_bytes = self.log.capacity() * std::mem::size_of::<LogRecord>();
+        let lineage_bytes = self.log.memory_bytes();
         let per_slot = self.slots.capacity() * std::mem::size_of::<SlotRecord>()
             + self.sq_norms.capacity() * 4;
         Stats {
@@ -879,7 +906,7 @@ impl Archive {
             depth_max: self
                 .slots
                 .iter()
-                .map(|s| self.log[s.id as usize].depth)
+                .map(|s| self.log[s.id].depth)
                 .max()
                 .unwrap_or(0),
         }
@@ -902,12 +929,13 @@ impl Archive {
         for ls in self.slots.iter().map(|s| s.last_step) {
             *self.last_steps.entry(ls).or_insert(0) += 1;
         }
-        for r in &mut self.log {
+        for r in self.log.iter_mut() {
             r.slot = NOT_RESIDENT;
         }
         for (s, id) in self.slots.iter().map(|r| r.id).enumerate() {
-            self.log[id as usize].slot = s as u32;
+            self.log[id].slot = s as u32;
         }
+        self.log.purge_pinned();
     }
 
     /// Asserts internal consistency; for tests.
@@ -917,7 +945,7 @@ impl Archive {
         assert_eq!(self.order.len(), n);
         self.order.check();
         for (s, id) in self.slots.iter().map(|r| r.id).enumerate() {
-            assert_eq!(self.log[id as usize].slot as usize, s);
+            assert_eq!(self.log[id].slot as usize, s);
         }
         let resident = self.log.iter().filter(|r| r.slot != NOT_RESIDENT).count();
         assert_eq!(resident, n);
@@ -929,14 +957,18 @@ impl Archive {
             self.last_steps.values().map(|&c| c as usize).sum::<usize>(),
             n
         );
-        for id in 0..self.next_id as usize {
+        assert_eq!(self.log.base() + self.log.len() as u64, self.next_id);
+        let pinned = self.log.pinned().into_iter().map(|(id, _)| id);
+        for id in pinned.chain(self.log.base()..self.next_id) {
             if self.log[id].parent == NO_PARENT {
-                assert_eq!((self.log[id].root, self.log[id].depth), (id as u64, 0));
+                assert_eq!((self.log[id].root, self.log[id].depth), (id, 0));
             } else {
-                let p = self.log[id].parent as usize;
+                let p = self.log[id].parent;
                 assert!(p < id);
-                assert_eq!(self.log[id].root, self.log[p].root);
-                assert_eq!(self.log[id].depth, self.log[p].depth + 1);
+                if let Some(parent) = self.log.get(p) {
+                    assert_eq!(self.log[id].root, parent.root);
+                    assert_eq!(self.log[id].depth, parent.depth + 1);
+                }
             }
         }
         if let Some(dim) = self.cfg.embedding_dim {

@@ -94,7 +94,7 @@ impl IvfIndex {
             *self = IvfIndex::build(archive, None, self.seed)?;
             return Ok(());
         }
-        let resident = |id: &u64| archive.log[*id as usize].slot != NOT_RESIDENT;
+        let resident = |id: &u64| archive.log.get(*id).is_some_and(|r| r.slot != NOT_RESIDENT);
         self.lists.par_iter_mut().for_each(|l| l.retain(resident));
         let new_ids: Vec<u64> = (self.synced_to..archive.next_id)
             .filter(|id| resident(id))
@@ -190,7 +190,7 @@ impl IvfIndex {
             rnorm.clear();
             slots.clear();
             for &id in &self.lists[list] {
-                let s = archive.log[id as usize].slot as usize;
+                let s = archive.log[id].slot as usize;
                 rbuf.extend_from_slice(&archive.embeddings[s * dim..(s + 1) * dim]);
                 rnorm.push(archive.sq_norms[s]);
                 slots.push(s as u32);
@@ -248,7 +248,7 @@ impl IvfIndex {
 fn gather(archive: &Archive, ids: &[u64], dim: usize) -> Vec<f32> {
     let mut rows = Vec::with_capacity(ids.len() * dim);
     for &id in ids {
-        let s = archive.log[id as usize].slot as usize;
+        let s = archive.log[id].slot as usize;
         rows.extend_from_slice(&archive.embeddings[s * dim..(s + 1) * dim]);
     }
     rows

@@ -40,6 +40,7 @@ mod arena;
 mod config;
 mod error;
 mod ivf;
+mod lineage;
 pub mod novelty;
 mod ostree;
 mod rng;

@@ -3,7 +3,9 @@
 //! Layout (all integers little-endian):
 //! ```text
 //! magic "EXITARC\0" | version u32 | header_len u32 | header (HEADER_LEN bytes)
-//! lineage:   parent u64 × next_id | root u64 × next_id | depth u32 × next_id
+//! lineage:   parent u64 × m | root u64 × m | depth u32 × m   (m = next_id − lineage_base)
+//! pinned:    id u64 × p | parent u64 × p | root u64 × p | depth u32 × p  (residents below
+//!            lineage_base; version 2 only)
 //! residents: id u64 × n | score f64 × n | added_step u64 × n | last_step u64 × n
 //!            | times_sampled u64 × n | payload_len u32 × n
 //! payload bytes (payload_bytes) | embeddings f32 × n·dim
@@ -20,12 +22,15 @@ use crate::archive::{Archive, LogRecord, SlotRecord, NOT_RESIDENT, NO_PARENT};
 use crate::arena::Arena;
 use crate::config::{Config, Prioritization};
 use crate::error::{Error, Result};
+use crate::lineage::LineageLog;
 use crate::novelty::Metric;
 use crate::rng::Rng;
 
 const MAGIC: &[u8; 8] = b"EXITARC\0";
-const VERSION: u32 = 1;
-const HEADER_LEN: usize = 8 * 17 + 8;
+const VERSION: u32 = 2;
+/// Header bytes per version: version 2 added the pinned-lineage count.
+const HEADER_LEN_V1: usize = 8 * 18;
+const HEADER_LEN: usize = 8 * 19;
 const PREFIX_LEN: usize = 16;
 const TRAILER_LEN: usize = 12;
 
@@ -103,11 +108,20 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
 }
 
 /// Exact file length implied by the header counts; None on overflow.
-fn expected_len(next_id: u64, n: u64, payload_bytes: u64, dim: u64) -> Option<u64> {
-    let lineage = next_id.checked_mul(20)?;
+fn expected_len(
+    header_len: usize,
+    lineage_records: u64,
+    pinned: u64,
+    n: u64,
+    payload_bytes: u64,
+    dim: u64,
+) -> Option<u64> {
+    let lineage = lineage_records
+        .checked_mul(20)?
+        .checked_add(pinned.checked_mul(28)?)?;
     let residents = n.checked_mul(44)?;
     let embeddings = n.checked_mul(dim)?.checked_mul(4)?;
-    ((PREFIX_LEN + HEADER_LEN + TRAILER_LEN) as u64)
+    ((PREFIX_LEN + header_len + TRAILER_LEN) as u64)
         .checked_add(lineage)?
         .checked_add(residents)?
         .checked_add(payload_bytes)?
@@ -145,15 +159,31 @@ impl Archive {
             self.evicted,
             self.removed,
             self.sampled,
-            0, // reserved
+            self.log.base(),
         ] {
             w.put_u64(x)?;
         }
+        let pinned: Vec<(u64, LogRecord)> = self
+            .log
+            .pinned()
+            .into_iter()
+            .filter(|(_, r)| r.slot != NOT_RESIDENT)
+            .collect();
+        w.put_u64(pinned.len() as u64)?;
         // Columnar on disk: each field is written as one contiguous little-endian array.
-        let column = |f: fn(&LogRecord) -> u64| -> Vec<u64> { self.log.iter().map(f).collect() };
+        let records = self.log.records();
+        let column = |f: fn(&LogRecord) -> u64| -> Vec<u64> { records.iter().map(f).collect() };
         w.put(as_bytes(&column(|r| r.parent)))?;
         w.put(as_bytes(&column(|r| r.root)))?;
-        let depth: Vec<u32> = self.log.iter().map(|r| r.depth).collect();
+        let depth: Vec<u32> = records.iter().map(|r| r.depth).collect();
+        w.put(as_bytes(&depth))?;
+        let pinned_ids: Vec<u64> = pinned.iter().map(|p| p.0).collect();
+        w.put(as_bytes(&pinned_ids))?;
+        let column =
+            |f: fn(&LogRecord) -> u64| -> Vec<u64> { pinned.iter().map(|p| f(&p.1)).collect() };
+        w.put(as_bytes(&column(|r| r.parent)))?;
+        w.put(as_bytes(&column(|r| r.root)))?;
+        let depth: Vec<u32> = pinned.iter().map(|p| p.1.depth).collect();
         w.put(as_bytes(&depth))?;
         let column = |f: fn(&SlotRecord) -> u64| -> Vec<u64> { self.slots.iter().map(f).collect() };
         w.put(as_bytes(&column(|s| s.id)))?;
@@ -229,20 +259,32 @@ impl Archive {
             return corrupt("not an exit-archive snapshot (bad magic)");
         }
         let version = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes"));
-        if version != VERSION {
-            return corrupt(format!("unsupported snapshot version {version}"));
-        }
-        if u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes")) != HEADER_LEN as u32 {
+        let header_len = match version {
+            1 => HEADER_LEN_V1,
+            VERSION => HEADER_LEN,
+            _ => return corrupt(format!("unsupported snapshot version {version}")),
+        };
+        if u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes")) != header_len as u32 {
             return corrupt("unexpected header length");
         }
         let mut h = [0u8; HEADER_LEN];
-        r.fill(&mut h)?;
+        r.fill(&mut h[..header_len])?;
         let [capacity, dim, modes, temperature, coef, seed, max_payload] =
             std::array::from_fn(|i| u64_at(&h, i));
         let rng_state: [u64; 4] = std::array::from_fn(|i| u64_at(&h, 7 + i));
-        let [next_id, n, payload_bytes, evicted, removed, sampled] =
+        let [next_id, n, payload_bytes, evicted, removed, sampled, base, pinned_count] =
             std::array::from_fn(|i| u64_at(&h, 11 + i));
-        match expected_len(next_id, n, payload_bytes, dim) {
+        if base > next_id || pinned_count > base {
+            return corrupt("lineage floor beyond the next id");
+        }
+        match expected_len(
+            header_len,
+            next_id - base,
+            pinned_count,
+            n,
+            payload_bytes,
+            dim,
+        ) {
             Some(expected) if expected == file_len => {}
             _ => return corrupt("declared sizes do not match the file length"),
         }
@@ -266,10 +308,15 @@ impl Archive {
             seed,
             max_payload_bytes: max_payload as usize,
         };
-        let (next, n, dim) = (next_id as usize, n as usize, dim as usize);
+        let (next, n, dim) = ((next_id - base) as usize, n as usize, dim as usize);
         let parent: Vec<u64> = r.vec(next)?;
         let root: Vec<u64> = r.vec(next)?;
         let depth: Vec<u32> = r.vec(next)?;
+        let pinned_count = pinned_count as usize;
+        let pinned_ids: Vec<u64> = r.vec(pinned_count)?;
+        let pinned_parent: Vec<u64> = r.vec(pinned_count)?;
+        let pinned_root: Vec<u64> = r.vec(pinned_count)?;
+        let pinned_depth: Vec<u32> = r.vec(pinned_count)?;
         let ids: Vec<u64> = r.vec(n)?;
         let scores: Vec<f64> = r.vec(n)?;
         let added_step: Vec<u64> = r.vec(n)?;
@@ -295,25 +342,69 @@ impl Archive {
         let Some(rng) = Rng::from_state(rng_state) else {
             return corrupt("invalid RNG state");
         };
-        if n > cfg.capacity || n > next {
+        if n > cfg.capacity || n as u64 > next_id {
             return corrupt("more residents than capacity or ids");
         }
-        for i in 0..next {
-            let ok = if parent[i] == NO_PARENT {
-                root[i] == i as u64 && depth[i] == 0
+        // Lineage: each record agrees with its parent's whenever the parent's is kept.
+        let record_of = |id: u64| -> Option<(u64, u32)> {
+            if id >= base {
+                let i = (id - base) as usize;
+                Some((root[i], depth[i]))
             } else {
-                let p = parent[i] as usize;
-                p < i && root[i] == root[p] && depth[p].checked_add(1) == Some(depth[i])
-            };
-            if !ok {
-                return corrupt(format!("inconsistent lineage at id {i}"));
+                let k = pinned_ids.binary_search(&id).ok()?;
+                Some((pinned_root[k], pinned_depth[k]))
+            }
+        };
+        let consistent = |id: u64, parent: u64, root: u64, depth: u32| -> bool {
+            if parent == NO_PARENT {
+                return root == id && depth == 0;
+            }
+            if parent >= id {
+                return false;
+            }
+            match record_of(parent) {
+                Some((pr, pd)) => root == pr && pd.checked_add(1) == Some(depth),
+                None => root <= parent && depth >= 1, // the parent's record was forgotten
+            }
+        };
+        if pinned_ids.windows(2).any(|w| w[0] >= w[1]) || pinned_ids.iter().any(|&p| p >= base) {
+            return corrupt("pinned lineage ids out of order or above the floor");
+        }
+        for k in 0..pinned_count {
+            if !consistent(
+                pinned_ids[k],
+                pinned_parent[k],
+                pinned_root[k],
+                pinned_depth[k],
+            ) {
+                return corrupt(format!("inconsistent lineage at id {}", pinned_ids[k]));
             }
         }
-        let mut seen = vec![false; next];
-        for &id in &ids {
-            if id >= next_id || std::mem::replace(&mut seen[id as usize], true) {
-                return corrupt("resident ids out of range or repeated");
+        for i in 0..next {
+            if !consistent(base + i as u64, parent[i], root[i], depth[i]) {
+                return corrupt(format!("inconsistent lineage at id {}", base + i as u64));
             }
+        }
+        // Residents: unique ids, each with a lineage record; every pinned id is resident.
+        let mut seen = vec![false; next];
+        let mut seen_pinned = vec![false; pinned_count];
+        for &id in &ids {
+            let fresh = if id >= next_id {
+                false
+            } else if id >= base {
+                !std::mem::replace(&mut seen[(id - base) as usize], true)
+            } else {
+                match pinned_ids.binary_search(&id) {
+                    Ok(k) => !std::mem::replace(&mut seen_pinned[k], true),
+                    Err(_) => false,
+                }
+            };
+            if !fresh {
+                return corrupt("resident ids out of range, repeated or without lineage");
+            }
+        }
+        if seen_pinned.contains(&false) {
+            return corrupt("pinned lineage for an id that is not resident");
         }
         for &s in &scores {
             if !s.is_finite() || (prioritization == Prioritization::Proportional && s < 0.0) {
@@ -343,14 +434,24 @@ impl Archive {
         let mut archive = Archive::new(cfg)?;
         archive.rng = rng;
         archive.next_id = next_id;
-        archive.log = (0..next)
-            .map(|i| LogRecord {
-                parent: parent[i],
-                root: root[i],
-                depth: depth[i],
-                slot: NOT_RESIDENT,
-            })
-            .collect();
+        let record = |parent, root, depth| LogRecord {
+            parent,
+            root,
+            depth,
+            slot: NOT_RESIDENT,
+        };
+        archive.log = LineageLog::from_parts(
+            base,
+            (0..next)
+                .map(|i| record(parent[i], root[i], depth[i]))
+                .collect(),
+            (0..pinned_count)
+                .map(|k| {
+                    let r = record(pinned_parent[k], pinned_root[k], pinned_depth[k]);
+                    (pinned_ids[k], r)
+                })
+                .collect(),
+        );
         archive.slots = (0..n)
             .map(|s| SlotRecord {
                 id: ids[s],

@@ -301,6 +301,7 @@ enum Op {
     Remove(u8),
     Sample(u8),
     Reload,
+    Forget(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -310,6 +311,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::Remove),
         2 => (0u8..6).prop_map(Op::Sample),
         1 => Just(Op::Reload),
+        1 => any::<u8>().prop_map(Op::Forget),
     ]
 }
 
@@ -336,7 +338,11 @@ proptest! {
                         .iter()
                         .enumerate()
                         .map(|(i, x)| match x.1 {
-                            Some(p) if next + (i as u64) > 0 => (p as u64 % (next + i as u64)) as i64,
+                            Some(p) if next + (i as u64) > 0 => {
+                                let p = p as u64 % (next + i as u64);
+                                // Forgotten (evicted, below the floor) ids cannot be parents.
+                                if p >= next || a.lineage(&[p]).is_ok() { p as i64 } else { -1 }
+                            }
                             _ => -1,
                         })
                         .collect();
@@ -388,6 +394,14 @@ proptest! {
                         prop_assert!(model.iter().any(|m| m.0 == id));
                     }
                 }
+                Op::Forget(f) => {
+                    let floor = a.forget_lineage(next * f as u64 / 255);
+                    prop_assert!(floor <= next);
+                    for id in 0..next {
+                        let resident = model.iter().any(|m| m.0 == id);
+                        prop_assert_eq!(a.lineage(&[id]).is_ok(), id >= floor || resident);
+                    }
+                }
                 Op::Reload => {
                     let b = Archive::from_bytes(&a.to_bytes()).unwrap();
                     prop_assert_eq!(b.to_bytes(), a.to_bytes());
@@ -407,4 +421,46 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn forget_lineage_bounds_the_log_and_survives_snapshots() {
+    let mut a = Archive::new(Config::new(8)).unwrap();
+    let mut parent = -1i64;
+    for step in 0..3000u64 {
+        // Id 0 scores highest and stays resident for the whole run.
+        let score = if step == 0 { 1e9 } else { step as f64 };
+        let ids = a
+            .add(&[b"x".as_slice()], &[score], Some(&[parent]), None, step)
+            .unwrap();
+        parent = ids[0] as i64;
+    }
+    let bytes_before = a.stats().lineage_bytes;
+    assert_eq!(a.forget_lineage(2000), 2000);
+    assert_eq!(a.forget_lineage(10), 2000, "the floor never moves back");
+    a.check_invariants();
+    assert_eq!(a.forget_lineage(u64::MAX), 3000);
+    a.check_invariants();
+    assert!(a.stats().lineage_bytes * 10 < bytes_before);
+    // Evicted ids below the floor are forgotten; residents keep their lineage.
+    assert!(matches!(a.lineage(&[2991]), Err(Error::UnknownId(2991))));
+    assert_eq!(a.lineage(&[0]).unwrap()[0].depth, 0);
+    assert_eq!(a.lineage(&[2999]).unwrap()[0].depth, 2999);
+    assert!(matches!(
+        a.add(&[b"y".as_slice()], &[1.0], Some(&[50]), None, 3000),
+        Err(Error::UnknownId(50))
+    ));
+    let child = a
+        .add(&[b"y".as_slice()], &[1e6], Some(&[2999]), None, 3000)
+        .unwrap();
+    assert_eq!(a.lineage(&child).unwrap()[0].depth, 3000);
+    a.check_invariants();
+    let b = Archive::from_bytes(&a.to_bytes()).unwrap();
+    b.check_invariants();
+    assert_eq!(b.lineage_floor(), 3000);
+    assert_eq!(
+        b.lineage(&[0, 2999, child[0]]).unwrap(),
+        a.lineage(&[0, 2999, child[0]]).unwrap()
+    );
+    assert_eq!(b.to_bytes(), a.to_bytes());
 }

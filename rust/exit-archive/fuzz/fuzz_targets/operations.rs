@@ -21,11 +21,18 @@ fuzz_target!(|data: &[u8]| {
     let mut step = 0u64;
     for chunk in ops.chunks(3) {
         let [op, x, y] = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        match op % 5 {
+        match op % 6 {
             0 => {
                 let n = 1 + x as usize % 8;
                 let scores: Vec<f64> = (0..n).map(|i| ((y as usize + i * 3) % 7) as f64).collect();
-                let parent = if a.next_id() > 0 { (y as u64 % a.next_id()) as i64 } else { -1 };
+                let parent = match a.next_id() {
+                    0 => -1,
+                    next => {
+                        let p = y as u64 % next;
+                        // Forgotten ids (evicted below the lineage floor) cannot be parents.
+                        if a.lineage(&[p]).is_ok() { p as i64 } else { -1 }
+                    }
+                };
                 let parents = vec![parent; n];
                 let payloads: Vec<&[u8]> = vec![&chunk[..]; n];
                 let ids = a.add(&payloads, &scores, Some(&parents), None, step).unwrap();
@@ -58,6 +65,13 @@ fuzz_target!(|data: &[u8]| {
             }
             4 => {
                 a = Archive::from_bytes(&a.to_bytes()).unwrap();
+            }
+            5 if x & 1 == 0 => {
+                let floor = a.forget_lineage(a.next_id() * y as u64 / 255);
+                for id in 0..a.next_id() {
+                    let resident = model.iter().any(|m| m.0 == id);
+                    assert_eq!(a.lineage(&[id]).is_ok(), id >= floor || resident);
+                }
             }
             _ => {
                 // Invalid inputs must fail and change nothing.
