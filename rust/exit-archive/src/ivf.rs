@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::archive::{Archive, NOT_RESIDENT};
 use crate::error::{invalid, Result};
-use crate::novelty::{knn, sq_norms, Metric, Neighbors, TopK, QUERY_BLOCK};
+use crate::novelty::{knn, map_blocks, sq_norms, Metric, Neighbors, TopK, QUERY_BLOCK};
 use crate::rng::Rng;
 
 const KMEANS_ITERS: usize = 6;
@@ -142,10 +142,9 @@ impl IvfIndex {
         let filled = k.min(archive.len());
         let nprobe = nprobe.min(self.nlist);
         let blocks: Vec<&[f32]> = queries.chunks(QUERY_BLOCK * 4 * dim).collect();
-        let parts: Vec<Neighbors> = blocks
-            .par_iter()
-            .map(|block| self.search_block(archive, block, filled, nprobe))
-            .collect();
+        let parts: Vec<Neighbors> = map_blocks(&blocks, |block| {
+            self.search_block(archive, block, filled, nprobe)
+        });
         let mut out = Neighbors {
             k: filled,
             dist: Vec::new(),

@@ -159,6 +159,16 @@ impl TopK {
     }
 }
 
+/// Runs `f` over blocks on rayon's pool, or on the calling thread when there is one block or
+/// the pool has one thread (so callers on several threads still run in parallel).
+pub(crate) fn map_blocks<T: Send>(blocks: &[&[f32]], f: impl Fn(&[f32]) -> T + Sync) -> Vec<T> {
+    if blocks.len() <= 1 || rayon::current_num_threads() <= 1 {
+        blocks.iter().map(|b| f(b)).collect()
+    } else {
+        blocks.par_iter().map(|b| f(b)).collect()
+    }
+}
+
 pub(crate) fn sq_norms(vectors: &[f32], dim: usize) -> Vec<f32> {
     vectors
         .chunks_exact(dim)
@@ -186,32 +196,29 @@ pub fn knn(
         };
     }
     let query_blocks: Vec<&[f32]> = queries.chunks(QUERY_BLOCK * dim).collect();
-    let parts: Vec<Neighbors> = query_blocks
-        .par_iter()
-        .map(|block| {
-            let bq = block.len() / dim;
-            let mut top = TopK::new(bq, filled);
-            let index: Vec<usize> = (0..bq).collect();
-            let mut dots = Vec::new();
-            let mut slots: Vec<u32> = Vec::with_capacity(ROW_BLOCK);
-            for start in (0..n).step_by(ROW_BLOCK) {
-                let end = (start + ROW_BLOCK).min(n);
-                slots.clear();
-                slots.extend(start as u32..end as u32);
-                top.scan(
-                    block,
-                    &index,
-                    &rows[start * dim..end * dim],
-                    &row_sq_norms[start..end],
-                    &slots,
-                    dim,
-                    metric,
-                    &mut dots,
-                );
-            }
-            top.finish(&sq_norms(block, dim), filled, metric)
-        })
-        .collect();
+    let parts: Vec<Neighbors> = map_blocks(&query_blocks, |block| {
+        let bq = block.len() / dim;
+        let mut top = TopK::new(bq, filled);
+        let index: Vec<usize> = (0..bq).collect();
+        let mut dots = Vec::new();
+        let mut slots: Vec<u32> = Vec::with_capacity(ROW_BLOCK);
+        for start in (0..n).step_by(ROW_BLOCK) {
+            let end = (start + ROW_BLOCK).min(n);
+            slots.clear();
+            slots.extend(start as u32..end as u32);
+            top.scan(
+                block,
+                &index,
+                &rows[start * dim..end * dim],
+                &row_sq_norms[start..end],
+                &slots,
+                dim,
+                metric,
+                &mut dots,
+            );
+        }
+        top.finish(&sq_norms(block, dim), filled, metric)
+    });
     let mut out = Neighbors {
         k: filled,
         dist: Vec::with_capacity(nq * filled),
