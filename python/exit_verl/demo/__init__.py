@@ -1,0 +1,1 @@
+"""The CPU main job: tasks, model, GRPO update, training loop, plots, comparison."""

@@ -1,0 +1,50 @@
+"""The demo's task family: distinct, verifiable, split by seed, graded rewards."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("math_verify")
+
+from exit_verl.demo.config import DemoConfig  # noqa: E402
+from exit_verl.demo.tasks import extract_number, make_tasks, reward  # noqa: E402
+
+
+def test_tasks_are_correct_distinct_and_split() -> None:
+    train = make_tasks(200, "train", seed=3, steps=3)
+    heldout = make_tasks(50, "heldout", seed=3, steps=3)
+    for t in train + heldout:
+        assert int(t["answer"]) == eval(t["expression"])  # the generator's arithmetic is right
+        assert t["expression"] in t["prompt"] and "\\boxed" in t["prompt"]
+    train_expr = {t["expression"] for t in train}
+    assert len(train_expr) == 200
+    assert not train_expr & {t["expression"] for t in heldout}
+    assert make_tasks(20, "train", seed=3, steps=3) == train[:20]  # seeded
+    assert make_tasks(20, "train", seed=4, steps=3) != train[:20]
+    with pytest.raises(ValueError):
+        make_tasks(5, "validation")
+
+
+def test_reward_grades_only_the_final_answer() -> None:
+    task = {"answer": "21"}
+    assert reward(task, "4*9 = 36 and 36 - 15 = \\boxed{21}") == 1.0
+    assert reward(task, "so the answer is 21") == 1.0
+    assert reward(task, "\\boxed{21.0}") == 1.0
+    near, far = reward(task, "\\boxed{20}"), reward(task, "\\boxed{60}")
+    assert 0 < far < near < 0.5
+    assert reward(task, "Compute (4 * 9) - 15") < 0.5  # restating the task is not an answer
+    assert reward(task, "no idea") == 0.0
+    assert reward({"answer": "-16"}, "\\boxed{-16}") == 1.0
+    assert extract_number("first 3, then \\boxed{7} and 9") == 7.0
+
+
+def test_demo_config_round_trip_and_errors(tmp_path) -> None:
+    cfg = DemoConfig(steps=3)
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert DemoConfig.from_yaml(tmp_path / "c.yaml") == cfg
+    with pytest.raises(KeyError):
+        DemoConfig.from_dict({"stepz": 3})
+    with pytest.raises(ValueError):
+        DemoConfig.from_dict({"group_size": 1})
+    with pytest.raises(ValueError):
+        DemoConfig.from_dict({"exit": {"p_replay": 2.0}})
