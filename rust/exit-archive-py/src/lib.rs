@@ -52,6 +52,16 @@ fn payload_views<'a>(items: &'a [Bound<'_, PyAny>]) -> PyResult<Vec<&'a [u8]>> {
         .collect()
 }
 
+/// k, nprobe and the optional nlist of the approximate-novelty calls, checked.
+fn approx_args(k: i64, nprobe: i64, nlist: Option<i64>) -> PyResult<(usize, usize, Option<usize>)> {
+    let nlist = nlist.map(|n| non_negative(n, "nlist")).transpose()?;
+    Ok((
+        non_negative(k, "k")? as usize,
+        non_negative(nprobe, "nprobe")? as usize,
+        nlist.map(|n| n as usize),
+    ))
+}
+
 type IdsAndProbabilities<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<f64>>);
 
 #[pyclass(frozen, module = "exit_verl._archive")]
@@ -373,14 +383,7 @@ impl ArchiveCore {
         nprobe: i64,
         nlist: Option<i64>,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-        let (k, nprobe) = (
-            non_negative(k, "k")? as usize,
-            non_negative(nprobe, "nprobe")? as usize,
-        );
-        let nlist = nlist
-            .map(|n| non_negative(n, "nlist"))
-            .transpose()?
-            .map(|n| n as usize);
+        let (k, nprobe, nlist) = approx_args(k, nprobe, nlist)?;
         self.check_queries(&queries)?;
         let q = contiguous(&queries, "queries")?;
         let out = self.with_index(py, nlist, |a, ix| ix.novelty(a, q, k, nprobe))?;
@@ -396,14 +399,7 @@ impl ArchiveCore {
         nprobe: i64,
         nlist: Option<i64>,
     ) -> PyResult<(f64, usize)> {
-        let (k, nprobe) = (
-            non_negative(k, "k")? as usize,
-            non_negative(nprobe, "nprobe")? as usize,
-        );
-        let nlist = nlist
-            .map(|n| non_negative(n, "nlist"))
-            .transpose()?
-            .map(|n| n as usize);
+        let (k, nprobe, nlist) = approx_args(k, nprobe, nlist)?;
         self.check_queries(&queries)?;
         let q = contiguous(&queries, "queries")?;
         self.with_index(py, nlist, |a, ix| {

@@ -145,16 +145,7 @@ impl IvfIndex {
         let parts: Vec<Neighbors> = map_blocks(&blocks, |block| {
             self.search_block(archive, block, filled, nprobe)
         });
-        let mut out = Neighbors {
-            k: filled,
-            dist: Vec::new(),
-            slot: Vec::new(),
-        };
-        for p in parts {
-            out.dist.extend(p.dist);
-            out.slot.extend(p.slot);
-        }
-        Ok(out)
+        Ok(Neighbors::concat(filled, parts))
     }
 
     fn search_block(&self, archive: &Archive, block: &[f32], k: usize, nprobe: usize) -> Neighbors {

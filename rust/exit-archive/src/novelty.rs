@@ -30,6 +30,20 @@ pub struct Neighbors {
 }
 
 impl Neighbors {
+    /// Joins per-block results (blocks of consecutive queries, in order).
+    pub(crate) fn concat(k: usize, parts: Vec<Neighbors>) -> Neighbors {
+        let mut out = Neighbors {
+            k,
+            dist: Vec::new(),
+            slot: Vec::new(),
+        };
+        for p in parts {
+            out.dist.extend(p.dist);
+            out.slot.extend(p.slot);
+        }
+        out
+    }
+
     /// Mean distance per query; +inf when there were no rows.
     pub fn mean_distance(&self, queries: usize) -> Vec<f32> {
         if self.k == 0 {
@@ -219,26 +233,5 @@ pub fn knn(
         }
         top.finish(&sq_norms(block, dim), filled, metric)
     });
-    let mut out = Neighbors {
-        k: filled,
-        dist: Vec::with_capacity(nq * filled),
-        slot: Vec::with_capacity(nq * filled),
-    };
-    for p in parts {
-        out.dist.extend(p.dist);
-        out.slot.extend(p.slot);
-    }
-    out
-}
-
-/// Mean distance from each query to its `min(k, n)` nearest rows; +inf when `n == 0`.
-pub fn knn_mean_distance(
-    rows: &[f32],
-    row_sq_norms: &[f32],
-    dim: usize,
-    queries: &[f32],
-    k: usize,
-    metric: Metric,
-) -> Vec<f32> {
-    knn(rows, row_sq_norms, dim, queries, k, metric).mean_distance(queries.len() / dim.max(1))
+    Neighbors::concat(filled, parts)
 }
