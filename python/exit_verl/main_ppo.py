@@ -9,21 +9,14 @@ own trainer class extended by `exit_verl.verl.trainer`.
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 
 @hydra.main(config_path="verl/config", config_name="exit_ppo_trainer", version_base=None)
 def main(config: DictConfig) -> None:
-    if not config.exit.enable:
-        from verl.trainer.main_ppo import main as verl_main
+    from exit_verl.verl.runner import run  # verl is imported only inside exit_verl.verl
 
-        with open_dict(config):
-            del config["exit"]
-        verl_main(config)  # hydra passes an already composed config straight through
-        return
-    from exit_verl.verl.runner import run_exit_ppo
-
-    run_exit_ppo(config)
+    run(config)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""The verl example preprocessors: answer extraction and row layout (no download)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "data_preprocess"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"verl_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_verl_gsm8k_rows_carry_the_final_answer() -> None:
+    gsm8k = load("gsm8k")
+    example = {"question": "How many?", "answer": "3 + 4 = <<3+4=7>>7\n#### 1,207"}
+    row = gsm8k.to_row(example, "train", 5)
+    assert row["reward_model"] == {"style": "rule", "ground_truth": "1207"}
+    assert (
+        row["prompt"][0]["content"].startswith("How many?")
+        and "####" in row["prompt"][0]["content"]
+    )
+    assert row["data_source"] == "openai/gsm8k" and row["extra_info"]["index"] == 5
+    with pytest.raises(ValueError, match="####"):
+        gsm8k.final_answer("no marker here")
+
+
+def test_verl_math_rows_carry_the_last_boxed_answer() -> None:
+    math_dataset = load("math_dataset")
+    solution = r"First \boxed{1}. So the answer is $\boxed{\frac{1}{2}}$."
+    assert math_dataset.last_boxed(solution) == r"\frac{1}{2}"
+    row = math_dataset.to_row({"problem": "P?", "solution": solution}, "test", 0)
+    assert row["reward_model"]["ground_truth"] == r"\frac{1}{2}"
+    for bad in ("no box", r"\boxed{open"):
+        with pytest.raises(ValueError, match="boxed"):
+            math_dataset.last_boxed(bad)
+
+
+def test_verl_math_ground_truth_is_accepted_by_verls_scorer() -> None:
+    pytest.importorskip("verl")
+    from verl.utils.reward_score import default_compute_score
+
+    math_dataset = load("math_dataset")
+    row = math_dataset.to_row({"problem": "P?", "solution": r"so \boxed{\frac{1}{2}}"}, "t", 0)
+    truth = row["reward_model"]["ground_truth"]
+    assert default_compute_score(row["data_source"], r"... \boxed{\frac{1}{2}}", truth) == 1.0
+    assert default_compute_score(row["data_source"], r"... \boxed{3}", truth) == 0.0
