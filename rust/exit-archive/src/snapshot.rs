@@ -33,6 +33,8 @@ const HEADER_LEN_V1: usize = 8 * 18;
 const HEADER_LEN: usize = 8 * 19;
 const PREFIX_LEN: usize = 16;
 const TRAILER_LEN: usize = 12;
+/// Read/checksum granularity: large enough for few syscalls, small enough to stay in L2.
+const CHUNK: usize = 256 << 10;
 
 fn corrupt<T>(msg: impl Into<String>) -> Result<T> {
     Err(Error::Corrupt(msg.into()))
@@ -85,14 +87,17 @@ struct CrcReader<R: Read> {
 
 impl<R: Read> CrcReader<R> {
     fn fill(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.inner.read_exact(buf).or_else(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                corrupt("file is truncated")
-            } else {
-                Err(e.into())
-            }
-        })?;
-        self.crc.update(buf);
+        // Checksum each chunk right after reading it, while it is still in cache.
+        for chunk in buf.chunks_mut(CHUNK) {
+            self.inner.read_exact(chunk).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    corrupt("file is truncated")
+                } else {
+                    Err(e.into())
+                }
+            })?;
+            self.crc.update(chunk);
+        }
         Ok(())
     }
 
@@ -416,17 +421,16 @@ impl Archive {
         {
             return corrupt("payload lengths do not add up");
         }
-        if embeddings.iter().any(|x| !x.is_finite()) {
-            return corrupt("non-finite embedding");
+        // One pass over the embeddings: finiteness and the cached squared norms.
+        let mut sq_norms: Vec<f32> = Vec::with_capacity(if dim > 0 { n } else { 0 });
+        if dim > 0 {
+            for row in embeddings.chunks_exact(dim) {
+                if !row.iter().all(|x| x.is_finite()) {
+                    return corrupt("non-finite embedding");
+                }
+                sq_norms.push(crate::archive::sq_norm(row));
+            }
         }
-        let sq_norms: Vec<f32> = if dim > 0 {
-            embeddings
-                .chunks_exact(dim)
-                .map(crate::archive::sq_norm)
-                .collect()
-        } else {
-            Vec::new()
-        };
         if metric == Metric::Cosine && sq_norms.contains(&0.0) {
             return corrupt("zero embedding under the cosine metric");
         }
