@@ -1,0 +1,603 @@
+"""TaskArchive against outside anchors, all measured in this one process and run.
+
+    python benches/archive_bench.py [--quick] [--only step,novelty,...] [--json out.json]
+
+Sections (see benches/README.md): step (the ExIt step vs a numpy archive and cpprb),
+novelty (vs faiss IndexFlatL2 and hnswlib), memory (RSS vs raw bytes, in a fresh subprocess),
+snapshot (save/load vs np.save/np.load) and small (one-element calls). Tables go to stdout,
+progress to stderr. Needs the `bench` extra: cpprb, faiss-cpu, hnswlib, psutil.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime as dt
+import gc
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from numpy_archive import NumpyArchive  # noqa: E402
+
+from exit_verl import TaskArchive  # noqa: E402
+
+SECTIONS = ("step", "novelty", "memory", "snapshot", "small")
+SAMPLE, CHILDREN, PAYLOAD_SMALL, PAYLOAD_BIG, DIM, K = 512, 4096, 64, 1024, 384, 8
+THREADS = os.cpu_count() or 1
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def median_ms(fn: Callable[[], Any], reps: int, budget_s: float, warmup: int = 2) -> float:
+    """Median wall time of fn in ms: `warmup` untimed calls, then up to `reps` timed calls
+    (at least 3) stopping early once `budget_s` seconds are spent."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < reps and (len(times) < 3 or spent < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        spent += times[-1]
+    return 1e3 * statistics.median(times)
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join
+    print(f"\n## {title}")
+    print(line(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print(line("-" * w for w in widths))
+    for r in rows:
+        print(
+            line(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+    sys.stdout.flush()
+
+
+def machine_info() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for text in Path("/proc/cpuinfo").read_text().splitlines():
+            if text.startswith("model name"):
+                model = text.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+
+
+def payload_pool(size: int, count: int, seed: int) -> list[bytes]:
+    raw = np.random.default_rng(seed).bytes(size * count)
+    return [raw[i * size : (i + 1) * size] for i in range(count)]
+
+
+def unit_vectors(n: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, DIM), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+# -- 1. ExIt step -------------------------------------------------------------------------
+
+
+class StepInputs:
+    """Fresh scores every step (~20 µs for all implementations alike): reused score values
+    would create ties, which take the slower tie-breaking paths."""
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(1)
+        self.payloads = payload_pool(PAYLOAD_SMALL, CHILDREN, seed=2)
+        self.obs = np.frombuffer(b"".join(self.payloads), np.uint8).reshape(CHILDREN, -1)
+        self.t = 0
+
+    def next(self) -> tuple[int, np.ndarray, np.ndarray]:
+        self.t += 1
+        scores = self.rng.uniform(0, 0.25, SAMPLE + CHILDREN)
+        return self.t, scores[:SAMPLE], scores[SAMPLE:]
+
+
+def fill_archive(arc: Any, n: int, pool: list[bytes]) -> None:
+    rng = np.random.default_rng(3)
+    chunk = 100_000
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        arc.add([pool[i % len(pool)] for i in range(m)], rng.uniform(0, 0.25, m), step=0)
+
+
+def exit_step(arc: Any, inp: StepInputs) -> None:
+    t, new_scores, child_scores = inp.next()
+    ids = arc.sample(SAMPLE, step=t)
+    arc.update_scores(ids, new_scores)
+    parents = np.repeat(ids.astype(np.int64), CHILDREN // SAMPLE)
+    arc.add(inp.payloads, child_scores, parents=parents, step=t)
+
+
+def make_cpprb(n: int, inp: StepInputs) -> Any:
+    from cpprb import PrioritizedReplayBuffer
+
+    rb = PrioritizedReplayBuffer(n, {"obs": {"shape": PAYLOAD_SMALL, "dtype": np.uint8}})
+    rng = np.random.default_rng(3)
+    for start in range(0, n, CHILDREN):
+        m = min(CHILDREN, n - start)
+        rb.add(obs=inp.obs[:m], priorities=rng.uniform(0, 0.25, m))
+    return rb
+
+
+def cpprb_step(rb: Any, inp: StepInputs) -> None:
+    _, new_scores, child_scores = inp.next()
+    batch = rb.sample(SAMPLE)
+    rb.update_priorities(batch["indexes"], new_scores)
+    rb.add(obs=inp.obs, priorities=child_scores)
+
+
+def step_ms(fn: Callable[[], Any], steps: int, warmup: int = 3) -> tuple[float, float]:
+    """(median, mean) ms over exactly `steps` timed steps after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times), statistics.fmean(times)
+
+
+def step_case(n: int, inp: StepInputs, steps: int) -> dict[str, float]:
+    opts: dict[str, Any] = {"prioritization": "rank", "staleness_coef": 0.1, "seed": 0}
+    ours = TaskArchive(n, **opts)
+    anchor = NumpyArchive(n, **opts)
+    log(f"step: filling N={n}")
+    fill_archive(ours, n, inp.payloads)
+    fill_archive(anchor, n, inp.payloads)
+    rb = make_cpprb(n, inp)
+    log(f"step: timing N={n}")
+    r: dict[str, float] = {}
+    # The same number of steps for everyone: the archive's state (how much of the initial fill
+    # has turned over) and so the cost per step depend on how many steps ran.
+    for name, fn in (
+        ("ours", lambda: exit_step(ours, inp)),
+        ("numpy", lambda: exit_step(anchor, inp)),
+        ("cpprb", lambda: cpprb_step(rb, inp)),
+    ):
+        r[f"{name}_ms"], r[f"{name}_mean_ms"] = step_ms(fn, steps)
+    assert len(ours) == n and len(anchor) == n
+    return r
+
+
+def bench_step(quick: bool) -> dict[str, Any]:
+    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+    steps = {10_000: 100, 100_000: 50} if quick else {10_000: 300, 100_000: 200, 1_000_000: 100}
+    inp = StepInputs()
+    results: dict[str, Any] = {}
+    rows = []
+    for n in sizes:
+        r = step_case(n, inp, steps[n])
+        results[str(n)] = r
+        fastest = min(r["numpy_ms"], r["cpprb_ms"])
+        rows.append(
+            [
+                f"{n:.0e}",
+                f"{r['ours_ms']:.3f}",
+                f"{r['numpy_ms']:.3f}",
+                f"{r['cpprb_ms']:.3f}",
+                f"{r['numpy_ms'] / r['ours_ms']:.1f}x",
+                f"{r['cpprb_ms'] / r['ours_ms']:.1f}x",
+                f"{fastest / r['ours_ms']:.1f}x",
+            ]
+        )
+        gc.collect()
+    growth = results[str(sizes[-1])]["ours_ms"] / results[str(sizes[0])]["ours_ms"]
+    results["ours_growth"] = growth
+    table(
+        f"ExIt step: sample {SAMPLE} + update {SAMPLE} + add {CHILDREN} with eviction; "
+        f"median ms/step over {'/'.join(str(steps[n]) for n in sizes)} steps after the fill "
+        "(ratio = anchor / ours)",
+        ["N", "ours", "numpy", "cpprb*", "numpy/ours", "cpprb/ours", "fastest/ours"],
+        rows,
+    )
+    print(f"ours at N={sizes[-1]:.0e} / at N={sizes[0]:.0e}: {growth:.2f}x")
+    print("* cpprb overwrites FIFO: no score eviction, no rank, no staleness, no lineage.")
+    return results
+
+
+# -- 2. Novelty -----------------------------------------------------------------------------
+
+
+def novelty_case(n: int, queries: np.ndarray, reps: int) -> dict[str, Any]:
+    import faiss
+    import hnswlib
+
+    log(f"novelty: N={n} building inputs")
+    emb = unit_vectors(n, seed=12)
+    payloads = [b""] * n
+    r: dict[str, Any] = {}
+    log(f"novelty: N={n} ours exact")
+    l2 = TaskArchive(n, embedding_dim=DIM, metric="l2")
+    l2.add(payloads, np.zeros(n), embeddings=emb)
+    ours = l2.novelty(queries, k=K)
+    r["ours_l2_ms"] = median_ms(lambda: l2.novelty(queries, k=K), reps, 0, warmup=0)
+    cos = TaskArchive(n, embedding_dim=DIM, metric="cosine")
+    cos.add(payloads, np.zeros(n), embeddings=emb)
+    r["ours_cosine_ms"] = median_ms(lambda: cos.novelty(queries, k=K), reps, 0, warmup=1)
+
+    log(f"novelty: N={n} faiss")
+    flat = faiss.IndexFlatL2(DIM)
+    flat.add(emb)
+    dist, exact_ids = flat.search(queries, K)
+    r["faiss_ms"] = median_ms(lambda: flat.search(queries, K), reps, 0, warmup=0)
+    faiss_nov = np.sqrt(np.maximum(dist, 0)).mean(axis=1)
+    r["max_abs_diff_vs_faiss"] = float(np.abs(ours - faiss_nov).max())
+
+    log(f"novelty: N={n} hnswlib")
+    hnsw = hnswlib.Index(space="l2", dim=DIM)
+    t0 = time.perf_counter()
+    hnsw.init_index(max_elements=n, ef_construction=200, M=16)
+    hnsw.add_items(emb, np.arange(n), num_threads=THREADS)
+    r["hnsw_build_s"] = time.perf_counter() - t0
+    hnsw.set_ef(64)
+    labels, _ = hnsw.knn_query(queries, k=K, num_threads=THREADS)
+    r["hnsw_ms"] = median_ms(
+        lambda: hnsw.knn_query(queries, k=K, num_threads=THREADS), reps, 0, warmup=0
+    )
+    r["hnsw_recall"] = recall(labels, exact_ids)
+
+    log(f"novelty: N={n} ours approximate")
+    r.update(ours_approximate(l2, queries, reps))
+    return r
+
+
+def bench_novelty(quick: bool) -> dict[str, Any]:
+    import faiss
+
+    faiss.omp_set_num_threads(THREADS)
+    sizes = [5_000] if quick else [10_000, 100_000]
+    n_queries = 512 if quick else 4096
+    queries = unit_vectors(n_queries, seed=11)
+    results: dict[str, Any] = {}
+    rows = []
+    for n in sizes:
+        reps = 3 if n <= 10_000 else 2
+        r = novelty_case(n, queries, reps)
+        results[str(n)] = r
+        approx = r.get("ours_approx_ms")
+        rows.append(
+            [
+                f"{n:.0e}",
+                f"{r['ours_l2_ms']:.0f}",
+                f"{r['ours_cosine_ms']:.0f}",
+                f"{r['faiss_ms']:.0f}",
+                f"{r['faiss_ms'] / r['ours_l2_ms']:.2f}x",
+                f"{r['max_abs_diff_vs_faiss']:.1e}",
+                f"{r['hnsw_ms']:.0f}",
+                f"{r['hnsw_build_s']:.1f}",
+                f"{r['hnsw_recall']:.3f}",
+                "n/a" if approx is None else f"{approx:.0f}",
+                "n/a" if approx is None else f"{r['ours_approx_build_ms']:.0f}",
+                "n/a" if approx is None else f"{r['ours_approx_recall']:.3f}",
+                "n/a" if approx is None else f"{r['faiss_ms'] / approx:.1f}x",
+            ]
+        )
+        gc.collect()
+    table(
+        f"Novelty: {n_queries} queries, d={DIM}, k={K}, {THREADS} threads for everyone "
+        "(ms per call; ratio = faiss / ours)",
+        [
+            "N",
+            "ours l2",
+            "ours cos",
+            "faiss flat",
+            "faiss/ours",
+            "max|diff|",
+            "hnsw",
+            "hnsw build s",
+            "hnsw recall",
+            "ours approx",
+            "approx build",
+            "approx recall",
+            "faiss/approx",
+        ],
+        rows,
+    )
+    return results
+
+
+def recall(found: np.ndarray, exact: np.ndarray) -> float:
+    hits = sum(len(set(f.tolist()) & set(e.tolist())) for f, e in zip(found, exact, strict=True))
+    return hits / exact.size
+
+
+def ours_approximate(arc: TaskArchive, queries: np.ndarray, reps: int) -> dict[str, Any]:
+    """Times `novelty(approximate=True)` when this build has it; the first call builds the
+    index and is reported apart."""
+    if not hasattr(arc, "novelty_recall"):
+        return {}
+    try:
+        t0 = time.perf_counter()
+        arc.novelty(queries, k=K, approximate=True)
+        build_ms = 1e3 * (time.perf_counter() - t0)
+    except TypeError:
+        return {}
+    ms = median_ms(lambda: arc.novelty(queries, k=K, approximate=True), reps, 0, warmup=0)
+    return {
+        "ours_approx_ms": ms,
+        "ours_approx_build_ms": build_ms,
+        "ours_approx_recall": float(arc.novelty_recall(queries, k=K)),
+    }
+
+
+# -- 3. Memory ------------------------------------------------------------------------------
+
+
+def memory_child(kind: str, n: int) -> None:
+    """Runs in a fresh interpreter: prints the RSS growth of holding n entries."""
+    import psutil
+
+    proc = psutil.Process()
+    rng = np.random.default_rng(5)
+    chunk = 10_000
+
+    def make_chunk(m: int) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+        raw = rng.bytes(PAYLOAD_BIG * m)
+        payloads = [raw[i * PAYLOAD_BIG : (i + 1) * PAYLOAD_BIG] for i in range(m)]
+        return payloads, rng.uniform(0, 0.25, m), rng.standard_normal((m, DIM), dtype=np.float32)
+
+    gc.collect()
+    before = proc.memory_info().rss
+    if kind == "ours":
+        arc: Any = TaskArchive(n, embedding_dim=DIM, metric="cosine")
+    else:
+        arc = NumpyArchive(n, embedding_dim=DIM)
+    for start in range(0, n, chunk):
+        payloads, scores, emb = make_chunk(min(chunk, n - start))
+        arc.add(payloads, scores, embeddings=emb)
+        del payloads, scores, emb
+    gc.collect()
+    after = proc.memory_info().rss
+    assert len(arc) == n
+    # What freeing the archive gives back excludes the allocator's leftovers from the inputs.
+    del arc
+    gc.collect()
+    ctypes.CDLL(None).malloc_trim(0)
+    released = proc.memory_info().rss
+    print(json.dumps({"rss_delta": after - before, "rss_released": after - released}))
+
+
+def bench_memory(quick: bool) -> dict[str, Any]:
+    n = 100_000 if quick else 1_000_000
+    raw = n * (PAYLOAD_BIG + DIM * 4)
+    results: dict[str, Any] = {"n": n, "raw_bytes": raw}
+    rows = []
+    for kind in ("ours", "numpy"):
+        log(f"memory: {kind} N={n} in a subprocess")
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", kind, str(n)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        child = json.loads(out.stdout.strip().splitlines()[-1])
+        delta, released = child["rss_delta"], child["rss_released"]
+        results[f"{kind}_bytes"] = delta
+        results[f"{kind}_ratio"] = delta / raw
+        results[f"{kind}_released_bytes"] = released
+        rows.append(
+            [
+                kind,
+                f"{delta / 2**20:.0f}",
+                f"{released / 2**20:.0f}",
+                f"{raw / 2**20:.0f}",
+                f"{delta / raw:.3f}",
+                f"{released / raw:.3f}",
+            ]
+        )
+    table(
+        f"Memory: {n:.0e} entries, {PAYLOAD_BIG} B payloads, d={DIM} f32 embeddings, "
+        "fresh process (growth = RSS after filling - before; released = RSS given back "
+        "when the archive is freed)",
+        ["archive", "growth MiB", "released MiB", "raw MiB", "growth/raw", "released/raw"],
+        rows,
+    )
+    return results
+
+
+# -- 4. Snapshot ----------------------------------------------------------------------------
+
+
+def np_save(path: Path, payloads: np.ndarray, emb: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, payloads)
+        np.save(f, emb)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def np_load(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, "rb") as f:
+        return np.load(f), np.load(f)
+
+
+def bench_snapshot(quick: bool) -> dict[str, Any]:
+    n = 20_000 if quick else 100_000
+    rng = np.random.default_rng(6)
+    payload_matrix = rng.integers(0, 256, (n, PAYLOAD_BIG), dtype=np.uint8)
+    emb = rng.standard_normal((n, DIM), dtype=np.float32)
+    arc = TaskArchive(n, embedding_dim=DIM)
+    arc.add([row.tobytes() for row in payload_matrix], rng.uniform(0, 0.25, n), embeddings=emb)
+    data_bytes = payload_matrix.nbytes + emb.nbytes
+    reps = 5
+    with tempfile.TemporaryDirectory(prefix="archive_bench_") as tmp:
+        ours_path, np_path = Path(tmp, "archive.snap"), Path(tmp, "arrays.npy")
+        log(f"snapshot: N={n}")
+        r = {
+            "bytes": data_bytes,
+            "ours_save_ms": median_ms(lambda: arc.save(ours_path), reps, 0, warmup=1),
+            "numpy_save_ms": median_ms(lambda: np_save(np_path, payload_matrix, emb), reps, 0, 1),
+            "ours_load_ms": median_ms(lambda: TaskArchive.load(ours_path), reps, 0, warmup=1),
+            "numpy_load_ms": median_ms(lambda: np_load(np_path), reps, 0, warmup=1),
+            "ours_file_bytes": ours_path.stat().st_size,
+            "numpy_file_bytes": np_path.stat().st_size,
+        }
+        loaded = TaskArchive.load(ours_path)
+        assert len(loaded) == n and loaded.get([n - 1]) == [payload_matrix[-1].tobytes()]
+    rows = []
+    for op in ("save", "load"):
+        ours_gbs = data_bytes / r[f"ours_{op}_ms"] / 1e6
+        np_gbs = data_bytes / r[f"numpy_{op}_ms"] / 1e6
+        r[f"{op}_speed_ratio"] = ours_gbs / np_gbs
+        rows.append(
+            [
+                op,
+                f"{r[f'ours_{op}_ms']:.0f}",
+                f"{r[f'numpy_{op}_ms']:.0f}",
+                f"{ours_gbs:.2f}",
+                f"{np_gbs:.2f}",
+                f"{ours_gbs / np_gbs:.2f}x",
+            ]
+        )
+    table(
+        f"Snapshot: {n:.0e} entries ({data_bytes / 1e6:.0f} MB of payload + embedding), "
+        "both fsynced (speed ratio = ours / numpy)",
+        ["op", "ours ms", "numpy ms", "ours GB/s", "numpy GB/s", "ours/numpy"],
+        rows,
+    )
+    print(f"file sizes: ours {r['ours_file_bytes']} B, numpy {r['numpy_file_bytes']} B")
+    return r
+
+
+# -- 5. Small calls -------------------------------------------------------------------------
+
+
+def per_call_us(fn: Callable[[], Any], number: int) -> float:
+    """Median of 5 timeit runs, each of up to `number` calls and about 0.2 s at most."""
+    first = timeit.timeit(fn, number=1)
+    number = max(1, min(number, int(0.2 / max(first, 1e-9))))
+    runs = timeit.repeat(fn, number=number, repeat=5)
+    return 1e6 * statistics.median(runs) / number
+
+
+def small_calls(
+    arc: Any, pool: list[bytes], scores: Iterator[np.ndarray], step: int, number: int
+) -> dict[str, float]:
+    one_id = np.asarray(arc.ids()[-1:])
+    return {
+        "sample1_us": per_call_us(lambda: arc.sample(1, step=step), number),
+        "update1_us": per_call_us(lambda: arc.update_scores(one_id, next(scores)), number),
+        "add1_us": per_call_us(lambda: arc.add(pool, next(scores), step=step), number),
+    }
+
+
+def bench_small(quick: bool) -> dict[str, Any]:
+    n = 100_000
+    number = 2_000 if quick else 20_000
+    pool = payload_pool(PAYLOAD_SMALL, 1, seed=7)
+    # Distinct one-element score arrays, cycled: repeated values would create ties.
+    scores = itertools.cycle(list(np.random.default_rng(8).uniform(0, 0.25, (200_000, 1))))
+    step = 10
+    results: dict[str, Any] = {}
+    for kind, cls in (("ours", TaskArchive), ("numpy", NumpyArchive)):
+        log(f"small: {kind}")
+        arc = cls(n, prioritization="rank", staleness_coef=0.1, seed=0)
+        fill_archive(arc, n, pool)
+        results[kind] = small_calls(arc, pool, scores, step, number)
+    rows = [
+        [
+            call,
+            f"{results['ours'][key]:.1f}",
+            f"{results['numpy'][key]:.1f}",
+            f"{results['numpy'][key] / results['ours'][key]:.1f}x",
+        ]
+        for call, key in (
+            ("sample(1)", "sample1_us"),
+            ("update_scores(1 id)", "update1_us"),
+            ("add(1) with eviction", "add1_us"),
+        )
+    ]
+    table(
+        f"Small calls from Python at N={n:.0e}, rank + staleness 0.1 "
+        "(µs per call; ratio = numpy / ours)",
+        ["call", "ours", "numpy", "numpy/ours"],
+        rows,
+    )
+    print("the timed loop includes next() on a cycled score list (~0.05 µs).")
+    return results
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes, a smoke run (< 1 min)")
+    p.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections among {', '.join(SECTIONS)}",
+    )
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--memory-child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.only) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s) {sorted(unknown)}; choose among {', '.join(SECTIONS)}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child[0], int(args.memory_child[1]))
+        return
+    info = machine_info()
+    print("# TaskArchive benchmark")
+    for key, value in info.items():
+        print(f"{key}: {value}")
+    runners = {
+        "step": bench_step,
+        "novelty": bench_novelty,
+        "memory": bench_memory,
+        "snapshot": bench_snapshot,
+        "small": bench_small,
+    }
+    results: dict[str, Any] = {"machine": info, "quick": args.quick}
+    start = time.perf_counter()
+    for name in SECTIONS:
+        if name in args.only:
+            log(f"section {name}")
+            results[name] = runners[name](args.quick)
+    log(f"done in {time.perf_counter() - start:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
