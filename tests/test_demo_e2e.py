@@ -21,6 +21,7 @@ steps: 2
 prompts_per_step: 2
 group_size: 3
 max_new_tokens: 16
+threads: 1  # several test jobs may share the cores: one thread avoids oversubscription
 train_tasks: 8
 eval_tasks: 2
 eval_iterations: 2
@@ -64,3 +65,12 @@ def test_demo_end_to_end(tmp_path, monkeypatch) -> None:
         assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert os.path.getsize(out / "config.yaml") > 0
+
+    # `exit-verl eval` reloads the adapter and evaluates further than training went.
+    main(["eval", "--run", str(out), "--iterations", "3"])
+    again = json.loads((out / "eval.json").read_text())
+    deepest = max(max(r["depths"]) for r in rows)
+    assert again["max_training_depth"] == deepest < 3
+    assert len(again["base"]["mean"]) == len(again["trained"]["mean"]) == 4
+    with pytest.raises(SystemExit):
+        main(["eval", "--run", str(tmp_path / "missing")])

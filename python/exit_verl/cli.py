@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+THREADS_HELP = "torch CPU threads (default 2; use 1 when other jobs share the cores)"
+
 
 def _load_config(path: str | None):
     from exit_verl.demo.config import DemoConfig
@@ -21,6 +23,9 @@ def _demo(args: argparse.Namespace) -> None:
         cfg.steps = args.steps
     if args.seed is not None:
         cfg.seed = args.seed
+    if args.threads is not None:
+        cfg.threads = args.threads
+    cfg.validate()
     result = run(cfg, args.out)
     for name in ("base", "trained"):
         means = " ".join(f"{m:.3f}" for m in result[name]["mean"])
@@ -42,6 +47,9 @@ def _compare(args: argparse.Namespace) -> None:
     cfg = _load_config(args.config)
     if args.steps is not None:
         cfg.steps = args.steps
+    if args.threads is not None:
+        cfg.threads = args.threads
+    cfg.validate()
     summary = compare(cfg, args.seeds, args.out)
     for arm, s in summary["arms"].items():
         cells = " ".join(f"{m:.3f}±{h:.3f}" for m, h in zip(s["mean"], s["ci95"], strict=True))
@@ -58,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     demo.add_argument("--seed", type=int, default=None)
     demo.add_argument("--config", default=None, help="YAML file of settings (see examples/)")
+    demo.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     demo.set_defaults(func=_demo)
 
     ev = sub.add_parser("eval", help="multi-step self-improvement eval of a finished run")
@@ -70,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     cmp.add_argument("--steps", type=int, default=None)
     cmp.add_argument("--out", default="runs/compare")
     cmp.add_argument("--config", default=None)
+    cmp.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     cmp.set_defaults(func=_compare)
 
     args = parser.parse_args(argv)

@@ -51,6 +51,8 @@ class DemoConfig:
             raise ValueError("group_size must be >= 2: GRPO compares responses within a group")
         if self.eval_tasks < 1 or self.eval_iterations < 0:
             raise ValueError("eval_tasks must be >= 1 and eval_iterations >= 0")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
         if not self.learning_rate > 0:
             raise ValueError("learning_rate must be > 0")
         self.exit.validate()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,10 +138,15 @@ class Policy:
         """Per-token log-probabilities of the response tokens, (n·G, R)."""
         mask = rollout.attention_mask
         position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        p = rollout.prompt_len
+        keep = rollout.sequences.shape[1] - p + 1  # logits only where a response token is next
 
         def forward() -> torch.Tensor:
             return self.model(
-                input_ids=rollout.sequences, attention_mask=mask, position_ids=position_ids
+                input_ids=rollout.sequences,
+                attention_mask=mask,
+                position_ids=position_ids,
+                logits_to_keep=keep,
             ).logits
 
         if adapter:
@@ -148,10 +154,15 @@ class Policy:
         else:
             with self.model.disable_adapter():
                 logits = forward()
-        p = rollout.prompt_len
-        logits = logits[:, p - 1 : -1].float()
+        logits = logits[:, :-1].float()
         targets = rollout.sequences[:, p:]
-        return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        # log p(token) = logit(token) − logsumexp(logits): no full-vocabulary log_softmax copy.
+        picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return picked - torch.logsumexp(logits, dim=-1)
 
     def save_adapter(self, folder: str | os.PathLike[str]) -> None:
-        self.model.save_pretrained(str(folder))
+        with warnings.catch_warnings():
+            # peft looks for a config.json next to the GGUF to check the vocabulary; the adapter
+            # leaves the embeddings untouched, so its absence does not matter.
+            warnings.filterwarnings("ignore", message="Could not find a config file")
+            self.model.save_pretrained(str(folder))

@@ -23,6 +23,14 @@ def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _integer_ticks(ax, y: bool = False) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if y:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _smooth(y: np.ndarray, window: int = 5) -> np.ndarray:
     if len(y) < window:
         return y
@@ -76,6 +84,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         ax.scatter([s] * len(d), d, s=12, alpha=0.35, color="tab:blue")
     ax.plot(steps, col("depth_mean"), "-", color="tab:orange", label="mean depth of batch")
     ax.plot(steps, col("archive_depth_max"), "--", color="tab:green", label="deepest archived")
+    _integer_ticks(ax, y=True)
     ax.set(xlabel="training step", ylabel="iteration depth", title="Lineage depth over time")
     ax.legend(fontsize=8)
     written.append(_save(fig, plots / "depth.png"))
@@ -89,15 +98,22 @@ def plot_run(run_dir: str | Path) -> list[Path]:
 def plot_eval(result: dict[str, Any], path: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, style in (("base", "--"), ("trained", "-")):
+    for name, color in (("base", "tab:grey"), ("trained", "tab:blue")):
         if name not in result:
             continue
         t = np.arange(len(result[name]["mean"]))
-        ax.plot(t, result[name]["mean"], style + "o", label=f"{name}: mean")
-        ax.plot(t, result[name]["best_so_far"], style, alpha=0.5, label=f"{name}: best so far")
+        ax.plot(t, result[name]["mean"], "o-", color=color, label=f"{name}: mean")
+        ax.plot(
+            t,
+            result[name]["best_so_far"],
+            "--",
+            color=color,
+            alpha=0.6,
+            label=f"{name}: best so far",
+        )
     depth = result.get("max_training_depth")
     if depth is not None:
-        ax.axvline(depth, color="grey", lw=0.8, ls=":", label="deepest training iteration")
+        ax.axvline(depth, color="black", lw=0.8, ls=":", label="deepest depth trained on")
     ax.set(xlabel="self-improvement step", ylabel="held-out reward", title="Multi-step eval")
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -106,13 +122,14 @@ def plot_eval(result: dict[str, Any], path: Path) -> Path:
 def plot_compare(summary: dict[str, Any], path: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    for arm, color in (("exit", "tab:blue"), ("grpo", "tab:orange"), ("base", "tab:grey")):
+    arms = (("exit", "tab:blue", "o-"), ("grpo", "tab:orange", "s--"), ("base", "tab:grey", "^:"))
+    for arm, color, style in arms:  # distinct markers keep overlapping curves visible
         if arm not in summary["arms"]:
             continue
         s = summary["arms"][arm]
         t = np.arange(len(s["mean"]))
         mean, half = np.array(s["mean"]), np.array(s["ci95"])
-        ax.plot(t, mean, "o-", color=color, label=f"{arm} (n={s['seeds']})")
+        ax.plot(t, mean, style, color=color, label=f"{arm} (n={s['seeds']})")
         ax.fill_between(t, mean - half, mean + half, color=color, alpha=0.2)
     ax.set(
         xlabel="self-improvement step",
@@ -124,6 +141,8 @@ def plot_compare(summary: dict[str, Any], path: Path) -> Path:
 
 
 def _save(fig, path: Path) -> Path:
+    for ax in fig.axes:  # steps, depths and iterations are whole numbers
+        _integer_ticks(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     fig.clf()

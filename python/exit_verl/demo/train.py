@@ -62,6 +62,12 @@ def evaluate(policy, cfg: DemoConfig, templates, adapter: bool, log: Callable[[s
     )
 
 
+def deepest_trained_depth(run_dir: str | Path) -> int:
+    """The deepest iteration depth of any prompt trained on, read from metrics.jsonl."""
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return max((max(json.loads(line)["depths"], default=0) for line in lines if line), default=0)
+
+
 def run(cfg: DemoConfig, out: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Trains, evaluates and plots into `out`; returns the evaluation summary."""
     import torch
@@ -157,7 +163,7 @@ def run(cfg: DemoConfig, out: str | Path, log: Callable[[str], None] = print) ->
     log(f"evaluating {cfg.eval_iterations} improvement steps on {cfg.eval_tasks} held-out tasks")
     result = {
         "iterations": cfg.eval_iterations,
-        "max_training_depth": cfg.exit.max_depth,
+        "max_training_depth": deepest_trained_depth(out),
         "base": evaluate(policy, cfg, curriculum.templates, adapter=False, log=log),
         "trained": evaluate(policy, cfg, curriculum.templates, adapter=True, log=log),
     }
@@ -187,7 +193,7 @@ def evaluate_run(run_dir: str | Path, iterations: int | None = None, log=print) 
     templates = templates_for(e.domain, e.improve_template, e.diverge_template, e.system_prompt)
     result = {
         "iterations": cfg.eval_iterations,
-        "max_training_depth": cfg.exit.max_depth,
+        "max_training_depth": deepest_trained_depth(run_dir),
         "base": evaluate(policy, cfg, templates, adapter=False, log=log),
         "trained": evaluate(policy, cfg, templates, adapter=True, log=log),
     }
