@@ -21,6 +21,8 @@ def test_tasks_are_correct_distinct_and_split() -> None:
     assert not train_expr & {t["expression"] for t in heldout}
     assert make_tasks(20, "train", seed=3, steps=3) == train[:20]  # seeded
     assert make_tasks(20, "train", seed=4, steps=3) != train[:20]
+    other_seed = make_tasks(400, "train", seed=9, steps=3)
+    assert not {t["expression"] for t in other_seed} & {t["expression"] for t in heldout}
     with pytest.raises(ValueError):
         make_tasks(5, "validation")
 

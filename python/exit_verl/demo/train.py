@@ -22,6 +22,8 @@ from exit_verl.demo.config import DemoConfig
 from exit_verl.demo.tasks import make_tasks, reward
 from exit_verl.evaluation import evaluate_self_improvement
 
+HELDOUT_SEED = 0
+
 
 def _seed_everything(seed: int, threads: int) -> None:
     import torch
@@ -42,7 +44,8 @@ def _make_embedder(name: str, needed: bool):
 
 def evaluate(policy, cfg: DemoConfig, templates, adapter: bool, log: Callable[[str], None]):
     """Multi-step self-improvement on held-out tasks, greedy decoding."""
-    heldout = make_tasks(cfg.eval_tasks, "heldout", cfg.seed, cfg.task_steps)
+    # One held-out set for every seed and arm, so runs are compared on the same tasks.
+    heldout = make_tasks(cfg.eval_tasks, "heldout", HELDOUT_SEED, cfg.task_steps)
 
     def generate(prompts):
         rollout = policy.sample(
