@@ -58,9 +58,11 @@ def compare(cfg: DemoConfig, seeds: int, out: str | Path, log=print) -> dict[str
     for seed in range(seeds):
         for arm in ("exit", "grpo"):
             log(f"== compare: {arm}, seed {seed} ==")
-            result = run(arm_config(cfg, arm, seed), out / f"{arm}-seed{seed}", log=log)
+            first = arm == "exit" and seed == 0
+            config = arm_config(cfg, arm, seed)
+            result = run(config, out / f"{arm}-seed{seed}", log=log, eval_base=first)
             per_seed[arm].append(result["trained"]["mean"])
-            if arm == "exit":
+            if first:  # greedy decoding on the fixed held-out set: the same for every run
                 per_seed["base"].append(result["base"]["mean"])
         summary = summarize(per_seed)  # rewritten after every seed: partial results survive
         summary["config"] = cfg.to_dict()

@@ -71,8 +71,16 @@ def deepest_trained_depth(run_dir: str | Path) -> int:
     return max((max(json.loads(line)["depths"], default=0) for line in lines if line), default=0)
 
 
-def run(cfg: DemoConfig, out: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Trains, evaluates and plots into `out`; returns the evaluation summary."""
+def run(
+    cfg: DemoConfig,
+    out: str | Path,
+    log: Callable[[str], None] = print,
+    eval_base: bool = True,
+) -> dict[str, Any]:
+    """Trains, evaluates and plots into `out`; returns the evaluation summary.
+
+    `eval_base=False` skips the base model's evaluation (compare runs it once: with greedy
+    decoding on the fixed held-out set it is the same for every seed and arm)."""
     import torch
     from tqdm import tqdm
 
@@ -167,9 +175,10 @@ def run(cfg: DemoConfig, out: str | Path, log: Callable[[str], None] = print) ->
     result = {
         "iterations": cfg.eval_iterations,
         "max_training_depth": deepest_trained_depth(out),
-        "base": evaluate(policy, cfg, curriculum.templates, adapter=False, log=log),
         "trained": evaluate(policy, cfg, curriculum.templates, adapter=True, log=log),
     }
+    if eval_base:
+        result["base"] = evaluate(policy, cfg, curriculum.templates, adapter=False, log=log)
     (out / "eval.json").write_text(json.dumps(result, indent=1))
     plot_run(out)
     log(f"done: {out}/ (metrics.jsonl, archive.snap, adapter/, eval.json, plots/)")
