@@ -9,24 +9,23 @@ import sys
 THREADS_HELP = "torch CPU threads (default 2; use 1 when other jobs share the cores)"
 
 
-def _load_config(path: str | None):
+def _config(args: argparse.Namespace):
+    """The YAML config (or the defaults) with the command-line overrides applied."""
     from exit_verl.demo.config import DemoConfig
 
-    return DemoConfig.from_yaml(path) if path else DemoConfig()
+    cfg = DemoConfig.from_yaml(args.config) if args.config else DemoConfig()
+    for name in ("steps", "seed", "threads"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(cfg, name, value)
+    cfg.validate()
+    return cfg
 
 
 def _demo(args: argparse.Namespace) -> None:
     from exit_verl.demo.train import run
 
-    cfg = _load_config(args.config)
-    if args.steps is not None:
-        cfg.steps = args.steps
-    if args.seed is not None:
-        cfg.seed = args.seed
-    if args.threads is not None:
-        cfg.threads = args.threads
-    cfg.validate()
-    result = run(cfg, args.out)
+    result = run(_config(args), args.out)
     for name in ("base", "trained"):
         means = " ".join(f"{m:.3f}" for m in result[name]["mean"])
         print(f"{name:8} held-out reward per improvement step: {means}")
@@ -44,13 +43,7 @@ def _eval(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from exit_verl.demo.compare import compare
 
-    cfg = _load_config(args.config)
-    if args.steps is not None:
-        cfg.steps = args.steps
-    if args.threads is not None:
-        cfg.threads = args.threads
-    cfg.validate()
-    summary = compare(cfg, args.seeds, args.out)
+    summary = compare(_config(args), args.seeds, args.out)
     for arm, s in summary["arms"].items():
         cells = " ".join(f"{m:.3f}±{h:.3f}" for m, h in zip(s["mean"], s["ci95"], strict=True))
         print(f"{arm:5} (n={s['seeds']}): {cells}")
