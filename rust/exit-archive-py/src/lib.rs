@@ -81,7 +81,8 @@ impl ArchiveCore {
         }
     }
 
-    fn check_queries(&self, queries: &PyReadonlyArray2<'_, f32>) -> PyResult<()> {
+    /// The query matrix as one contiguous slice, after checking its width.
+    fn query_slice<'a>(&self, queries: &'a PyReadonlyArray2<'_, f32>) -> PyResult<&'a [f32]> {
         if let Some(dim) = self.embedding_dim {
             if queries.shape()[1] != dim {
                 return Err(PyValueError::new_err(format!(
@@ -90,7 +91,7 @@ impl ArchiveCore {
                 )));
             }
         }
-        Ok(())
+        contiguous(queries, "queries")
     }
 
     /// Runs `f` on the archive and an index synced to it (built when missing or when `nlist`
@@ -368,8 +369,7 @@ impl ArchiveCore {
         k: i64,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let k = non_negative(k, "k")? as usize;
-        self.check_queries(&queries)?;
-        let q = contiguous(&queries, "queries")?;
+        let q = self.query_slice(&queries)?;
         let out = self.read(py, |a| a.novelty(q, k)).map_err(to_py)?;
         Ok(out.into_pyarray(py))
     }
@@ -384,8 +384,7 @@ impl ArchiveCore {
         nlist: Option<i64>,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let (k, nprobe, nlist) = approx_args(k, nprobe, nlist)?;
-        self.check_queries(&queries)?;
-        let q = contiguous(&queries, "queries")?;
+        let q = self.query_slice(&queries)?;
         let out = self.with_index(py, nlist, |a, ix| ix.novelty(a, q, k, nprobe))?;
         Ok(out.into_pyarray(py))
     }
@@ -400,8 +399,7 @@ impl ArchiveCore {
         nlist: Option<i64>,
     ) -> PyResult<(f64, usize)> {
         let (k, nprobe, nlist) = approx_args(k, nprobe, nlist)?;
-        self.check_queries(&queries)?;
-        let q = contiguous(&queries, "queries")?;
+        let q = self.query_slice(&queries)?;
         self.with_index(py, nlist, |a, ix| {
             Ok((ix.recall(a, q, k, nprobe)?, ix.nlist()))
         })

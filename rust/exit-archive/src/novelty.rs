@@ -131,9 +131,14 @@ impl TopK {
                 1,
             );
         }
-        let row_scale: Vec<f32> = match metric {
-            Metric::L2 => row_sq_norms.to_vec(),
-            Metric::Cosine => row_sq_norms.iter().map(|&n| -1.0 / n.sqrt()).collect(),
+        // L2 ranks by ‖r‖² − 2·q·r: the squared norms serve as they are; cosine needs −1/‖r‖.
+        let inverse_norms: Vec<f32>;
+        let row_scale: &[f32] = match metric {
+            Metric::L2 => row_sq_norms,
+            Metric::Cosine => {
+                inverse_norms = row_sq_norms.iter().map(|&n| -1.0 / n.sqrt()).collect();
+                &inverse_norms
+            }
         };
         for (i, &q) in query_index.iter().enumerate() {
             let d = &dots[i * nr..(i + 1) * nr];
