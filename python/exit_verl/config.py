@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from exit_verl.prompts import Templates
 
 DIVERSITY_BONUSES = ("none", "centroid", "knn", "both")
 PRIORITIZATIONS = ("rank", "proportional")
@@ -94,13 +97,25 @@ class ExItConfig:
                 f"learnability must be one of {sorted(LEARNABILITY)}, got {self.learnability!r}"
             )
 
+    def templates(self) -> Templates:
+        """The prompt templates these settings select (domain family plus overrides)."""
+        from exit_verl.prompts import templates_for
+
+        return templates_for(
+            self.domain, self.improve_template, self.diverge_template, self.system_prompt
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExItConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise KeyError(f"unknown ExItConfig keys: {unknown}")
+        reject_unknown_keys(cls, values, "ExItConfig")
         return cls(**values)
+
+
+def reject_unknown_keys(cls: type, values: dict[str, Any], what: str) -> None:
+    """KeyError naming every key of `values` that is not a field of the dataclass `cls`."""
+    unknown = sorted(set(values) - {f.name for f in fields(cls)})
+    if unknown:
+        raise KeyError(f"unknown {what} keys: {unknown}")

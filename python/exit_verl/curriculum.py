@@ -27,7 +27,7 @@ import numpy as np
 from exit_verl.archive import TaskArchive
 from exit_verl.config import ExItConfig
 from exit_verl.embedding import Embedder, make_embedder
-from exit_verl.prompts import Message, base_messages, iteration_messages, templates_for
+from exit_verl.prompts import Message, base_messages, iteration_messages
 from exit_verl.scoring import LEARNABILITY, centroid_bonus, knn_bonus, range_normalize
 
 KINDS = ("base", "improve", "diverge")
@@ -80,9 +80,7 @@ class ExItCurriculum:
         config.validate()
         self.config = config
         self.tasks = _normalize_tasks(base_tasks)
-        self.templates = templates_for(
-            config.domain, config.improve_template, config.diverge_template, config.system_prompt
-        )
+        self.templates = config.templates()
         self.learnability_fn = LEARNABILITY[config.learnability]
         needs_embeddings = config.diversity_bonus != "none"
         if embedder is None and needs_embeddings:
@@ -323,9 +321,12 @@ class ExItCurriculum:
         out.update(self._last)
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: archive snapshot, RNG and dataset cursor."""
-        return {
+    def state_dict(self, include_archive: bool = True) -> dict[str, Any]:
+        """Everything needed to continue exactly: archive snapshot, RNG and dataset cursor.
+
+        `include_archive=False` leaves out the snapshot bytes, for callers that save the
+        archive as its own file (`archive.save`) and put the bytes back before loading."""
+        state = {
             "version": STATE_VERSION,
             "config": self.config.to_dict(),
             "seed": self.seed,
@@ -333,9 +334,11 @@ class ExItCurriculum:
             "rng": self._rng.bit_generator.state,
             "epoch": self._epoch,
             "cursor": self._cursor,
-            "archive": self.archive.to_bytes(),
             "last_metrics": dict(self._last),
         }
+        if include_archive:
+            state["archive"] = self.archive.to_bytes()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exit_verl.config import ExItConfig
+from exit_verl.config import ExItConfig, reject_unknown_keys
 
 
 def default_exit() -> ExItConfig:
@@ -62,10 +62,7 @@ class DemoConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DemoConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise KeyError(f"unknown demo config keys: {unknown}")
+        reject_unknown_keys(cls, values, "demo config")
         values = dict(values)
         exit_values = values.pop("exit", None)
         base = default_exit().to_dict()

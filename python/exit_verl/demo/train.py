@@ -86,7 +86,6 @@ def run(
 
     from exit_verl.demo.grpo import GrpoSettings, grpo_step
     from exit_verl.demo.model import Policy
-    from exit_verl.demo.plots import plot_run
 
     cfg.validate()
     out = Path(out)
@@ -167,29 +166,34 @@ def run(
     samples_file.close()
     curriculum.archive.save(out / "archive.snap")
     policy.save_adapter(out / "adapter")
-    (out / "curriculum_state.json").write_text(
-        json.dumps({"epoch": curriculum.metrics()["epoch"], "steps": cfg.steps})
-    )
 
     log(f"evaluating {cfg.eval_iterations} improvement steps on {cfg.eval_tasks} held-out tasks")
+    result = evaluate_and_plot(policy, cfg, curriculum.templates, out, log, eval_base)
+    log(f"done: {out}/ (metrics.jsonl, archive.snap, adapter/, eval.json, plots/)")
+    return result
+
+
+def evaluate_and_plot(
+    policy, cfg: DemoConfig, templates, run_dir: Path, log, eval_base: bool = True
+) -> dict[str, Any]:
+    """Evaluates the trained (and base) policy, writes eval.json and redraws the plots."""
+    from exit_verl.demo.plots import plot_run
+
     result = {
         "iterations": cfg.eval_iterations,
-        "max_training_depth": deepest_trained_depth(out),
-        "trained": evaluate(policy, cfg, curriculum.templates, adapter=True, log=log),
+        "max_training_depth": deepest_trained_depth(run_dir),
+        "trained": evaluate(policy, cfg, templates, adapter=True, log=log),
     }
     if eval_base:
-        result["base"] = evaluate(policy, cfg, curriculum.templates, adapter=False, log=log)
-    (out / "eval.json").write_text(json.dumps(result, indent=1))
-    plot_run(out)
-    log(f"done: {out}/ (metrics.jsonl, archive.snap, adapter/, eval.json, plots/)")
+        result["base"] = evaluate(policy, cfg, templates, adapter=False, log=log)
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=1))
+    plot_run(run_dir)
     return result
 
 
 def evaluate_run(run_dir: str | Path, iterations: int | None = None, log=print) -> dict[str, Any]:
     """`exit-verl eval`: re-evaluates a finished run, optionally with more iterations."""
     from exit_verl.demo.model import Policy
-    from exit_verl.demo.plots import plot_run
-    from exit_verl.prompts import templates_for
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "adapter").is_dir():
@@ -201,14 +205,4 @@ def evaluate_run(run_dir: str | Path, iterations: int | None = None, log=print) 
         cfg.eval_iterations = iterations
     _seed_everything(cfg.seed, cfg.threads)
     policy = Policy(adapter=str(run_dir / "adapter"))
-    e = cfg.exit
-    templates = templates_for(e.domain, e.improve_template, e.diverge_template, e.system_prompt)
-    result = {
-        "iterations": cfg.eval_iterations,
-        "max_training_depth": deepest_trained_depth(run_dir),
-        "base": evaluate(policy, cfg, templates, adapter=False, log=log),
-        "trained": evaluate(policy, cfg, templates, adapter=True, log=log),
-    }
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=1))
-    plot_run(run_dir)
-    return result
+    return evaluate_and_plot(policy, cfg, cfg.exit.templates(), run_dir, log)

@@ -104,8 +104,8 @@ class ExItController:
         self.curriculum = ExItCurriculum(
             config, base_tasks_from_dataset(dataset, prompt_key), embedder=embedder, seed=seed
         )
-        self.pending: dict[str, TaskInstance] = {}
-        self._issued_at: dict[str, int] = {}
+        # uid -> (task instance, step it was issued at), until its group is observed.
+        self.pending: dict[str, tuple[TaskInstance, int]] = {}
         self._uid_counter = 0
 
     # -- prompts ------------------------------------------------------------------------------
@@ -129,8 +129,7 @@ class ExItController:
             )
             item["extra_info"] = extra
             uid = self._new_uid(step)
-            self.pending[uid] = inst
-            self._issued_at[uid] = step
+            self.pending[uid] = (inst, step)
             items.append(item)
             uids.append(uid)
         batch = collate_fn(items)
@@ -180,7 +179,7 @@ class ExItController:
             uids_of_size = [u for u in order if len(groups[u]) == size]
             rows = np.array([groups[u] for u in uids_of_size])  # (n, size)
             shaped = self.curriculum.observe(
-                [self.pending[u] for u in uids_of_size],
+                [self.pending[u][0] for u in uids_of_size],
                 [[texts[r] for r in group] for group in rows],
                 raw_np[rows],
                 step,
@@ -189,17 +188,13 @@ class ExItController:
                 for j, r in enumerate(group):
                     shaped_scores[r, last[r]] += float(shaped[i, j] - raw_np[r])
         for u in order:
-            self._forget(u)
+            del self.pending[u]
         self._forget_stale(step)
         return shaped_scores, self.metrics()
 
-    def _forget(self, uid: str) -> None:
-        del self.pending[uid]
-        del self._issued_at[uid]
-
     def _forget_stale(self, step: int) -> None:
-        for uid in [u for u, s in self._issued_at.items() if s < step - PENDING_STEPS]:
-            self._forget(uid)
+        for uid in [u for u, (_, s) in self.pending.items() if s < step - PENDING_STEPS]:
+            del self.pending[uid]
 
     def metrics(self) -> dict[str, float]:
         return {f"exit/{k}": float(v) for k, v in self.curriculum.metrics().items()}
@@ -210,9 +205,8 @@ class ExItController:
         """Writes exit_archive.snap and exit_state.json into a verl checkpoint folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = self.curriculum.state_dict()
-        del state["archive"]  # written as its own crash-safe snapshot file
-        self.curriculum.archive.save(folder / ARCHIVE_FILE)
+        state = self.curriculum.state_dict(include_archive=False)
+        self.curriculum.archive.save(folder / ARCHIVE_FILE)  # its own crash-safe file
         state["uid_counter"] = self._uid_counter
         tmp = folder / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state))
@@ -228,5 +222,4 @@ class ExItController:
         self._uid_counter = int(state.pop("uid_counter", 0))
         self.curriculum.load_state_dict(state)
         self.pending.clear()
-        self._issued_at.clear()
         return True
