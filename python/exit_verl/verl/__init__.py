@@ -1,8 +1,11 @@
-"""exit_verl.verl: ExIt inside verl's PPO/GRPO trainer — the only package that imports verl.
+"""exit_verl.verl: ExIt as a trainer mode of stock verl — the only package that imports verl.
 
-Entry point: `python -m exit_verl.main_ppo <verl overrides> exit.enable=true`. Pieces:
-`controller.ExItController` (curriculum ↔ verl batches and rewards, checkpoint state),
-`trainer.exit_trainer_class` (verl's trainer with ExIt mixed in), `runner` (verl's `run_ppo`
-with our task runner) and `validation` (multi-step self-improvement during validation).
-See docs/verl.md.
+`pip install "exit-verl[verl]"` registers the `verl.plugins` entry point `exit_verl.verl.plugin`;
+then `python -m verl.trainer.main_ppo trainer.v1.trainer_mode=exit +exit.preset=exit ...`
+runs ExIt (`trainer.ExItTrainer`). Pieces: `settings` (the `exit.*` keys), `controller`
+(curriculum ↔ verl batches and rows), `rows` (verl's TransferQueue rows), `prompt_budget`,
+`replay_buffer`, `checkpoint_files`, `validation`. See docs/verl.md.
+
+Importing this package imports nothing from verl (the entry point must keep `import verl`
+cheap).
 """

@@ -1,12 +1,15 @@
-"""`ExItController`: the ExIt curriculum in verl's terms, living in the trainer process.
+"""`ExItController`: the ExIt curriculum in verl's terms, living in verl's trainer process.
 
-It turns verl's training dataset (an `RLHFDataset` over the usual parquet files: `prompt`
-chat messages, `data_source`, `reward_model.ground_truth`) into base tasks, builds each
-training batch from `ExItCurriculum.next_batch` as verl's own collated batch dict (the
-dataset's item for the base task, with `raw_prompt` replaced by the improve / diverge prompt,
-so the agent loop applies the chat template exactly as usual), and shapes verl's rewards
-(`DataProto` with `uid`, `responses`, `response_mask` and token-level scores) with `observe`.
-
+Data flow of one training step:
+  `next_batch_dict`  curriculum prompts as verl's collated dataloader batch: the dataset item
+                     of each base task, `raw_prompt` replaced by the improve / diverge prompt
+                     (fitted to the token budget), a `uid` per prompt remembered until its
+                     group is observed.
+  `observe`          rows of a step's groups (verl's TransferQueue rows, `rows.Rows`) go
+                     through the curriculum's `observe`; returns each sample's training
+                     reward and advantage scale, keyed by (uid, session).
+  `end_step`         forgets prompts whose group produced no row and reports the `exit/`
+                     metrics of the step.
 It runs in the trainer (driver) process, never in dataloader workers: workers are forked
 copies and would read a stale archive.
 """
@@ -20,109 +23,119 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from exit_verl.config import ExItConfig
-from exit_verl.curriculum import ExItCurriculum, TaskInstance
+from exit_verl.curriculum import ExItCurriculum
+from exit_verl.verl import _curriculum_compat as compat
+from exit_verl.verl.prompt_budget import PromptBudget
+from exit_verl.verl.rows import Rows
+from exit_verl.verl.step_stats import StepStats
+from exit_verl.verl.timed_embedder import TimedEmbedder
 
 STATE_FILE = "exit_state.json"
 ARCHIVE_FILE = "exit_archive.snap"
-# verl's estimators that compare the G responses of one prompt (grouped by uid).
-SUPPORTED_ESTIMATORS = (
-    "grpo",
-    "grpo_vectorized",
-    "grpo_passk",
-    "rloo",
-    "rloo_vectorized",
-    "reinforce_plus_plus_baseline",
-    "opo",
-)
-# Prompts never observed (e.g. whole groups dropped by a group filter) are forgotten after
-# this many steps, so `pending` stays bounded.
-PENDING_STEPS = 2
+STATE_VERSION = 2
+MEDIA_KEYS = ("image_key", "video_key", "audio_key")
 
 
-def exit_config_from(node: Mapping[str, Any]) -> ExItConfig:
-    """ExItConfig from the `exit` config group (its `enable` flag and extras dropped)."""
-    from omegaconf import DictConfig, OmegaConf
+def base_tasks_from_dataset(dataset: Any, prompt_key: str) -> list[dict[str, Any]]:
+    """Base tasks from verl's RLHFDataset (`row` indexes back into the dataset).
 
-    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-    values = {k: v for k, v in dict(values).items() if k not in ("enable", "val_iterations")}
-    return ExItConfig.from_dict(values)
-
-
-def base_tasks_from_dataset(dataset: Any, prompt_key: str = "prompt") -> list[dict[str, Any]]:
-    """Base tasks from verl's RLHFDataset rows (`row` indexes back into the dataset)."""
-    frame = dataset.dataframe
+    ExIt's improve / diverge prompts are text, so datasets with images, videos or audio are
+    refused here rather than having their media silently dropped from iteration prompts.
+    """
+    frame = getattr(dataset, "dataframe", None)
+    if frame is None:
+        raise ValueError("ExIt reads its base tasks from verl's RLHFDataset (data.custom_cls)")
+    columns = set(frame.column_names)
+    for attr in MEDIA_KEYS:
+        key = getattr(dataset, attr, None)
+        if key in columns and any(v for v in frame[key]):
+            raise ValueError(
+                f"ExIt supports text datasets only: column {key!r} holds media, which "
+                "improve/diverge prompts cannot carry"
+            )
+    if prompt_key not in columns:
+        raise ValueError(f"data.prompt_key={prompt_key!r} is not a column of the dataset")
+    prompts = frame[prompt_key]
+    reward_models = frame["reward_model"] if "reward_model" in columns else [None] * len(frame)
+    sources = frame["data_source"] if "data_source" in columns else [""] * len(frame)
     tasks = []
-    for i in range(len(frame)):
-        row = frame[i]
-        reward_model = row.get("reward_model") or {}
+    for i, (prompt, reward_model, source) in enumerate(
+        zip(prompts, reward_models, sources, strict=True)
+    ):
+        if isinstance(prompt, str) or not all(isinstance(m.get("content"), str) for m in prompt):
+            raise ValueError(
+                f"row {i}: ExIt needs chat prompts with text content in {prompt_key!r}"
+            )
         tasks.append(
             {
-                "prompt": row[prompt_key],
-                "answer": reward_model.get("ground_truth"),
+                "prompt": [dict(m) for m in prompt],
+                "answer": (reward_model or {}).get("ground_truth"),
                 "id": str(i),
-                "data_source": row.get("data_source", ""),
+                "data_source": source or "",
                 "row": i,
             }
         )
     return tasks
 
 
-def final_rows(uids: list[str], keys: list[str] | None) -> list[int]:
-    """Rows that represent a sample: all rows, or per `{uid}_{session}` its last output."""
-    if keys is None:
-        return list(range(len(uids)))
-    if len(keys) != len(uids):
-        raise ValueError(f"{len(keys)} keys for {len(uids)} rows")
-    last: dict[str, tuple[int, int]] = {}
-    for row, key in enumerate(keys):
-        parts = key.rsplit("_", 2)
-        if len(parts) != 3 or not parts[2].isdigit():
-            raise ValueError(f"expected a key '{{uid}}_{{session}}_{{output}}', got {key!r}")
-        session, output = f"{parts[0]}_{parts[1]}", int(parts[2])
-        if session not in last or last[session][0] < output:
-            last[session] = (output, row)
-    return sorted(row for _, row in last.values())
-
-
 class ExItController:
-    """Batches from the curriculum, rewards shaped by it, state for verl's checkpoints."""
+    """Batches from the curriculum, groups observed by it, state for verl's checkpoints."""
 
     def __init__(
         self,
         config: ExItConfig,
         dataset: Any,
-        tokenizer: Any,
+        prompt_key: str,
+        budget: PromptBudget | None,
         seed: int = 0,
-        embedder: Any = None,
-        prompt_key: str = "prompt",
+        embed_threads: int | None = None,
     ) -> None:
         self.dataset = dataset
-        self.tokenizer = tokenizer
+        self.budget = budget
+        self.embedder = TimedEmbedder(config.embedder, embed_threads)
         self.curriculum = ExItCurriculum(
-            config, base_tasks_from_dataset(dataset, prompt_key), embedder=embedder, seed=seed
+            config,
+            base_tasks_from_dataset(dataset, prompt_key),
+            embedder=self.embedder,
+            seed=seed,
         )
-        # uid -> (task instance, step it was issued at), until its group is observed.
-        self.pending: dict[str, tuple[TaskInstance, int]] = {}
+        # uid -> (task instance, step it was issued at), in issue order, until observed.
+        self.pending: dict[str, tuple[Any, int]] = {}
         self._uid_counter = 0
+        self.stats = StepStats()
 
     # -- prompts ------------------------------------------------------------------------------
 
     def _new_uid(self, step: int) -> str:
+        # verl splits keys on "_", so a uid must not contain one.
         self._uid_counter += 1
         return f"exit-{step}-{self._uid_counter}"
 
+    def _fitted_prompt(self, inst: Any) -> tuple[list[dict[str, Any]], bool, bool]:
+        """(messages, clipped, fits) of an instance within the token budget."""
+        if self.budget is None or inst.kind == "base" or inst.previous_attempt is None:
+            return [dict(m) for m in inst.prompt], False, True
+        fitted = self.budget.fit(
+            lambda attempt: compat.render_with_attempt(self.curriculum, inst, attempt),
+            inst.previous_attempt,
+        )
+        return fitted.messages, fitted.clipped, fitted.fits
+
     def next_batch_dict(self, n: int, step: int) -> dict[str, Any]:
-        """`n` prompts as verl's collate_fn output (plus `uid`), remembered until observed."""
+        """`n` prompts as verl's `collate_fn` output plus `uid`, remembered until observed."""
         from verl.utils.dataset.rl_dataset import collate_fn
 
         instances = self.curriculum.next_batch(n, step)
         items, uids = [], []
+        clipped = over_budget = 0
         for inst in instances:
+            messages, was_clipped, fits = self._fitted_prompt(inst)
+            clipped += was_clipped
+            over_budget += not fits
             item = copy.deepcopy(self.dataset[inst.base_index])
-            item["raw_prompt"] = [dict(m) for m in inst.prompt]
+            item["raw_prompt"] = messages
             extra = dict(item.get("extra_info") or {})
             extra.update(
                 exit_kind=inst.kind, exit_depth=inst.depth, exit_archive_id=inst.archive_id
@@ -132,72 +145,67 @@ class ExItController:
             self.pending[uid] = (inst, step)
             items.append(item)
             uids.append(uid)
+        self.stats.on_issue(instances, clipped, over_budget)
         batch = collate_fn(items)
         batch["uid"] = np.array(uids, dtype=object)
         return batch
 
-    # -- rewards ------------------------------------------------------------------------------
+    # -- feedback -----------------------------------------------------------------------------
 
-    def shape_rewards(
-        self,
-        data: Any,
-        step: int,
-        keys: list[str] | None = None,
-        score_key: str = "rm_scores",
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Observes one step's groups and returns the shaped token-level scores.
+    def observe(
+        self, rows: Rows, step: int, trained: bool
+    ) -> dict[tuple[str, int], tuple[float, float]]:
+        """Observes the groups in `rows` this controller issued; other rows are ignored.
 
-        `data` is a DataProto with `uid` (non-tensor), `responses`, `response_mask` and
-        `score_key` (token-level, the outcome on the last response token as verl's reward
-        loop writes it). Rows whose uid this controller did not issue (e.g. validation) keep
-        their scores. A group is one prompt's rollout.n samples; `keys` are verl's
-        TransferQueue keys (`{uid}_{session}_{output}`): when an agent loop emits several
-        outputs per sample, only each sample's final output counts, as in verl's advantage.
+        A group is one prompt's sessions, each represented by its last output (as verl's
+        GRPO advantage does); groups are observed in issue order, sessions in session order,
+        so the archive evolves the same whatever order verl's rows arrive in. Groups that
+        lost sessions (failed agent loops) are observed in their own call per group size.
+        Returns (uid, session) -> (training reward, advantage scale).
         """
-        uids = [str(u) for u in data.non_tensor_batch["uid"]]
-        scores = data.batch[score_key].float()
-        mask = data.batch["response_mask"].bool()
-        raw = (scores * mask).sum(dim=1)
-        groups: dict[str, list[int]] = {}
-        for row in final_rows(uids, keys):
-            if uids[row] in self.pending:
-                groups.setdefault(uids[row], []).append(row)
-        shaped_scores = scores.clone()
+        finals = rows.session_finals()
+        groups: dict[str, list[tuple[int, int]]] = {}
+        for (uid, session), row in finals.items():
+            if uid in self.pending:
+                groups.setdefault(uid, []).append((session, row))
         if not groups:
-            return shaped_scores, {}
-        texts = self.tokenizer.batch_decode(
-            data.batch["responses"].masked_fill(~mask, self.tokenizer.pad_token_id or 0),
-            skip_special_tokens=True,
-        )
-        raw_np = raw.cpu().numpy().astype(np.float64)
-        # Move each difference onto the last response token, where the outcome reward sits.
-        last = mask.long().cumsum(dim=1).argmax(dim=1).cpu().numpy()
-        order = list(groups)
-        # observe takes (n, G) arrays: groups that lost samples (e.g. an agent loop returned
-        # nothing) are observed in their own call, per group size.
-        for size in sorted({len(rows) for rows in groups.values()}, reverse=True):
-            uids_of_size = [u for u in order if len(groups[u]) == size]
-            rows = np.array([groups[u] for u in uids_of_size])  # (n, size)
-            shaped = self.curriculum.observe(
-                [self.pending[u][0] for u in uids_of_size],
-                [[texts[r] for r in group] for group in rows],
-                raw_np[rows],
+            return {}
+        outcome = rows.outcome
+        order = [uid for uid in self.pending if uid in groups]  # issue order
+        out: dict[tuple[str, int], tuple[float, float]] = {}
+        for size in sorted({len(g) for g in groups.values()}, reverse=True):
+            uids = [uid for uid in order if len(groups[uid]) == size]
+            members = [sorted(groups[uid]) for uid in uids]
+            rows_of = np.array([[row for _, row in m] for m in members])  # (n, size)
+            task_rewards = outcome[rows_of]
+            train, scale = compat.observe(
+                self.curriculum,
+                [self.pending[uid][0] for uid in uids],
+                [[rows.texts[r] for r in group] for group in rows_of],
+                task_rewards,
                 step,
             )
-            for i, group in enumerate(rows):
-                for j, r in enumerate(group):
-                    shaped_scores[r, last[r]] += float(shaped[i, j] - raw_np[r])
-        for u in order:
-            del self.pending[u]
-        self._forget_stale(step)
-        return shaped_scores, self.metrics()
+            self.stats.on_observe(
+                task_rewards, train, scale, self.curriculum.metrics(), trained=trained
+            )
+            for i, (uid, member) in enumerate(zip(uids, members, strict=True)):
+                for j, (session, _) in enumerate(member):
+                    out[(uid, session)] = (float(train[i, j]), float(scale[i, j]))
+                del self.pending[uid]
+        return out
 
-    def _forget_stale(self, step: int) -> None:
-        for uid in [u for u, (_, s) in self.pending.items() if s < step - PENDING_STEPS]:
+    def end_step(self, step: int) -> dict[str, float]:
+        """The step's `exit/` metrics; prompts of this step still pending produced no rows."""
+        lost = [uid for uid, (_, issued) in self.pending.items() if issued <= step]
+        for uid in lost:
             del self.pending[uid]
-
-    def metrics(self) -> dict[str, float]:
-        return {f"exit/{k}": float(v) for k, v in self.curriculum.metrics().items()}
+        self.stats.groups_lost += len(lost)
+        seconds, texts = self.embedder.take_counters()
+        metrics = self.stats.metrics(self.curriculum.metrics())
+        metrics["exit/embed_seconds"] = seconds
+        metrics["exit/embed_texts"] = float(texts)
+        self.stats = StepStats()
+        return metrics
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -205,21 +213,30 @@ class ExItController:
         """Writes exit_archive.snap and exit_state.json into a verl checkpoint folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = self.curriculum.state_dict(include_archive=False)
         self.curriculum.archive.save(folder / ARCHIVE_FILE)  # its own crash-safe file
-        state["uid_counter"] = self._uid_counter
+        state = {
+            "version": STATE_VERSION,
+            "curriculum": self.curriculum.state_dict(include_archive=False),
+            "uid_counter": self._uid_counter,
+        }
         tmp = folder / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state))
         tmp.replace(folder / STATE_FILE)
 
-    def load(self, folder: str | Path) -> bool:
-        """Restores from a checkpoint folder; False when it holds no ExIt state."""
+    def load(self, folder: str | Path) -> None:
+        """Restores from a checkpoint folder; FileNotFoundError when it holds no ExIt state."""
         folder = Path(folder)
         if not (folder / STATE_FILE).is_file():
-            return False
+            raise FileNotFoundError(
+                f"{folder} holds no ExIt state ({STATE_FILE}): was it written by a run with "
+                "trainer.v1.trainer_mode=exit?"
+            )
         state = json.loads((folder / STATE_FILE).read_text())
-        state["archive"] = (folder / ARCHIVE_FILE).read_bytes()
-        self._uid_counter = int(state.pop("uid_counter", 0))
-        self.curriculum.load_state_dict(state)
+        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
+            raise ValueError(f"{folder / STATE_FILE}: unsupported ExIt state version")
+        curriculum = dict(state["curriculum"])
+        curriculum["archive"] = (folder / ARCHIVE_FILE).read_bytes()
+        self.curriculum.load_state_dict(curriculum)
+        self._uid_counter = int(state["uid_counter"])
         self.pending.clear()
-        return True
+        self.stats = StepStats()

@@ -1,16 +1,24 @@
-"""verl's own v1 trainer, extended with ExIt by a mixin (no verl file is patched or copied).
+"""`ExItTrainer`: verl's sync v1 trainer with the ExIt curriculum, verl trainer mode "exit".
 
-The mixin overrides four methods of `verl.trainer.ppo.v1.trainer_base.PPOTrainer`:
-- `_init_dataloader`: after verl builds its datasets, an `ExItController` takes the training
-  dataset as base tasks (in the trainer process, never in dataloader workers);
-- `_fetch_one_gen_batch`: each generation batch comes from the curriculum (replays mixed with
-  base tasks), in the exact collated format of verl's dataloader;
-- `_compute_advantage`: the group rewards verl's reward loop wrote (`rm_scores`) go through
-  `observe` (learnability → archive, children → archive, diversity bonus) and the shaped
-  scores replace them before verl's advantage estimator runs;
-- `_save_checkpoint` / `_load_checkpoint`: archive and curriculum state live next to verl's
-  checkpoint (`global_step_N/exit_archive.snap`, `exit_state.json`) and resume exactly;
-and `_validate` adds the multi-step self-improvement evaluation (`exit.val_iterations`).
+Importing this module registers the class with verl's `register_trainer`;
+`exit_verl.verl.plugin` (the `verl.plugins` entry point) imports it right after verl's v1
+trainer package loads. verl's `TaskRunnerV1` then builds it for
+`trainer.v1.trainer_mode=exit`. Everything else is verl's `PPOTrainerSync`; the overrides:
+
+- `trainer_mode` reads "sync": verl's base class compares the mode with "sync" to choose the
+  replay buffer, the dataloader fetch size, TransferQueue checkpointing and re-issuing of
+  in-flight prompts, and ExIt needs sync behaviour at each of them (the prompts of step t are
+  drawn after step t − 1 is observed).
+- `_build_replay_buffer`: verl's buffer, reporting the groups it drops (`replay_buffer`).
+- `_init_dataloader`: after verl builds its datasets, the `ExItController` takes the
+  training set as base tasks; `_fetch_one_gen_batch` draws each batch from the curriculum.
+- `_compute_advantage`: the step's groups are observed; verl's estimator runs on the
+  curriculum's training rewards, `rm_scores` keeps the task rewards (so `critic/score/*`
+  shows them, `critic/rewards/*` the training rewards), then the advantages are multiplied
+  by the curriculum's advantage scale (the diversity bonus).
+- `_save_checkpoint` / `_load_checkpoint`: ExIt state in verl's checkpoint folders.
+- `_validate`: adds multi-step self-improvement (`exit_val/`), run through verl's own
+  `_validate` (`validation`).
 """
 
 from __future__ import annotations
@@ -18,127 +26,203 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
+import transfer_queue as tq
+from transfer_queue import KVBatchMeta
+from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils import tensordict_utils as tu
 
-from exit_verl.verl.controller import SUPPORTED_ESTIMATORS, ExItController, exit_config_from
+from exit_verl.verl.checkpoint_files import ExItCheckpointFiles, max_actor_checkpoints
+from exit_verl.verl.controller import ExItController
+from exit_verl.verl.plugin import TRAINER_MODE
+from exit_verl.verl.prompt_budget import PromptBudget
+from exit_verl.verl.replay_buffer import ExItReplayBuffer
+from exit_verl.verl.rows import fetch_rows, get_field, put_field, with_outcome
+from exit_verl.verl.settings import ExItSettings, exit_settings
+from exit_verl.verl.validation import ValidationCapture, multistep_validation
+
+# The mode verl's base class must see for ExIt: verl's sync semantics.
+VERL_MODE = "sync"
 
 
-class ExItTrainerMixin:
-    """Mix in front of a verl PPOTrainer subclass (see `exit_trainer_class`)."""
+@register_trainer(TRAINER_MODE)
+class ExItTrainer(PPOTrainerSync):
+    """verl's sync trainer with ExIt (module docstring); constructed by verl's task runner."""
 
     exit: ExItController
 
+    def __init__(self, config: Any) -> None:
+        # Before verl builds anything: a bad exit.* setting fails first.
+        self.exit_settings = exit_settings(config)
+        self.exit_files = ExItCheckpointFiles()
+        self._capture: ValidationCapture | None = None
+        super().__init__(config)
+
+    @property
+    def trainer_mode(self) -> str:
+        return VERL_MODE
+
+    @trainer_mode.setter
+    def trainer_mode(self, value: str) -> None:
+        # verl's __init__ assigns config.trainer.v1.trainer_mode here.
+        if value != TRAINER_MODE:
+            raise ValueError(f"ExItTrainer runs as trainer mode {TRAINER_MODE!r}, got {value!r}")
+
+    # -- prompts ------------------------------------------------------------------------------
+
+    def _build_replay_buffer(self) -> ExItReplayBuffer:
+        return ExItReplayBuffer.adopt(super()._build_replay_buffer(), self._observe_dropped)
+
     def _init_dataloader(self) -> None:
-        super()._init_dataloader()  # type: ignore[misc]
-        config = self.config  # type: ignore[attr-defined]
-        estimator = str(config.algorithm.adv_estimator)
-        if estimator not in SUPPORTED_ESTIMATORS:
-            supported = ", ".join(SUPPORTED_ESTIMATORS)
-            raise ValueError(
-                f"ExIt needs a group-based advantage estimator ({supported}); "
-                f"got algorithm.adv_estimator={estimator}"
-            )
-        if int(config.actor_rollout_ref.rollout.n) < 2:
-            raise ValueError("ExIt needs actor_rollout_ref.rollout.n >= 2 (the group size G)")
-        self.exit = build_controller(config, self.train_dataset, self.tokenizer)  # type: ignore[attr-defined]
+        super()._init_dataloader()
+        self.exit = build_controller(
+            self.config, self.exit_settings, self.train_dataset, self.tokenizer, self.processor
+        )
 
     def _fetch_one_gen_batch(self):
-        from verl.utils import tensordict_utils as tu
+        data = self.config.data
+        n = int(data.get("gen_batch_size", None) or data.train_batch_size)
+        return tu.get_tensordict(self.exit.next_batch_dict(n, self.global_steps))
 
-        config = self.config  # type: ignore[attr-defined]
-        n = config.data.get("gen_batch_size", None) or config.data.train_batch_size
-        return tu.get_tensordict(self.exit.next_batch_dict(int(n), self.global_steps))  # type: ignore[attr-defined]
+    # -- rewards and advantages ---------------------------------------------------------------
 
-    def _compute_advantage(self, batch, metrics: dict):
-        import transfer_queue as tq
-        from tensordict import TensorDict
-        from verl.protocol import DataProto
-        from verl.workers.utils.padding import response_to_nested
+    def _observe_dropped(self, partition_id: str, keys: list[str], uids: set[str]) -> None:
+        rows = fetch_rows(tq, keys, partition_id, self.tokenizer, uids & set(self.exit.pending))
+        self.exit.observe(rows, self.global_steps, trained=False)
 
-        fields = ["uid", "responses", "response_mask", "rm_scores"]
-        data = tq.kv_batch_get(
-            keys=batch.keys, partition_id=batch.partition_id, select_fields=fields
-        )
-        response_mask = data["response_mask"]
-        proto = DataProto(batch=data.to_padded_tensor())
-        proto.non_tensor_batch["uid"] = np.array(proto.batch.pop("uid").tolist(), dtype=object)
-        shaped, exit_metrics = self.exit.shape_rewards(  # type: ignore[attr-defined]
-            proto,
-            self.global_steps,  # type: ignore[attr-defined]
-            keys=list(batch.keys),
-        )
-        nested = TensorDict(
-            {"rm_scores": response_to_nested(shaped, response_mask)}, batch_size=len(batch)
-        )
-        tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=nested)
-        metrics.update(exit_metrics)
-        return super()._compute_advantage(batch, metrics)  # type: ignore[misc]
+    def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        part = batch.partition_id
+        real = [
+            k for k, tag in zip(batch.keys, batch.tags, strict=True) if not tag.get("is_padding")
+        ]
+        rows = fetch_rows(tq, real, part, self.tokenizer, set(self.exit.pending))
+        signal = self.exit.observe(rows, self.global_steps, trained=True)
+        outcome = rows.outcome
+        changed, training_scores, scaled, scales = [], [], [], []
+        for i, key in enumerate(rows.keys):
+            train, scale = signal.get((rows.uids[i], rows.sessions[i]), (outcome[i], 1.0))
+            if train != outcome[i]:
+                changed.append(i)
+                training_scores.append(with_outcome(rows.scores[i], train))
+            if scale != 1.0:
+                scaled.append(key)
+                scales.append(scale)
+        changed_keys = [rows.keys[i] for i in changed]
+        # verl's estimator reads rm_scores: it sees the training rewards for the duration.
+        put_field(tq, part, changed_keys, "rm_scores", training_scores)
+        batch = super()._compute_advantage(batch, metrics)
+        if changed_keys:
+            put_field(tq, part, changed_keys, "rm_scores", [rows.scores[i] for i in changed])
+            if not self.config.algorithm.use_kl_in_reward:  # else verl wrote them (with KL)
+                self._put_token_level_rewards(batch, dict(zip(changed_keys, training_scores, strict=True)))
+        if scaled:
+            advantages = get_field(tq, part, scaled, "advantages")
+            scaled_advantages = [a * s for a, s in zip(advantages, scales, strict=True)]
+            put_field(tq, part, scaled, "advantages", scaled_advantages)
+        metrics.update(self.exit.end_step(self.global_steps))
+        return batch
+
+    def _put_token_level_rewards(self, batch: KVBatchMeta, training: dict) -> None:
+        """token_level_rewards for every row (verl reads the field for all rows at once)."""
+        scores = get_field(tq, batch.partition_id, batch.keys, "rm_scores")
+        rewards = [training.get(k, s) for k, s in zip(batch.keys, scores, strict=True)]
+        put_field(tq, batch.partition_id, batch.keys, "token_level_rewards", rewards)
+
+    # -- checkpoints --------------------------------------------------------------------------
 
     def _save_checkpoint(self) -> None:
-        # ExIt state first: verl's tracker file (written last by super) must only ever point
-        # at folders that already hold it.
+        # verl's folder layout; ExIt's files first, so verl's tracker file (written last by
+        # super) only ever names folders that hold them.
         folder = os.path.join(
-            self.config.trainer.default_local_dir,  # type: ignore[attr-defined]
-            f"global_step_{self.global_steps}",  # type: ignore[attr-defined]
+            self.config.trainer.default_local_dir, f"global_step_{self.global_steps}"
         )
-        self.exit.save(folder)
-        super()._save_checkpoint()  # type: ignore[misc]
+        self.exit_files.save(self.exit, folder, max_actor_checkpoints(self.config.trainer))
+        super()._save_checkpoint()
 
     def _load_checkpoint(self) -> None:
-        super()._load_checkpoint()  # type: ignore[misc]
-        if self.global_steps > 0:  # type: ignore[attr-defined]
-            folder = checkpoint_folder(self.config, self.global_steps)  # type: ignore[attr-defined]
-            if folder is None or not self.exit.load(folder):
-                raise FileNotFoundError(
-                    f"resuming at step {self.global_steps} but the checkpoint holds no ExIt "  # type: ignore[attr-defined]
-                    "state (exit_state.json); was it written with exit.enable=true?"
-                )
+        # verl resolves the folder to resume from (resume_mode, tracker file, resume path) and
+        # loads the actor from `<folder>/actor`; listening to that call gives the folder.
+        listener = _ActorLoadListener(self.actor_rollout_wg)
+        self.actor_rollout_wg = listener
+        try:
+            super()._load_checkpoint()
+        finally:
+            self.actor_rollout_wg = listener.worker_group
+        if self.global_steps > 0:
+            if listener.local_path is None:
+                raise RuntimeError("verl resumed without loading the actor checkpoint")
+            self.exit.load(os.path.dirname(os.path.normpath(listener.local_path)))
+
+    # -- validation ---------------------------------------------------------------------------
 
     def _validate(self) -> dict[str, float]:
-        metrics = super()._validate()  # type: ignore[misc]
-        iterations = int(self.config.exit.get("val_iterations", 0))  # type: ignore[attr-defined]
-        if iterations > 0:
-            from exit_verl.verl.validation import multistep_validation
-
-            metrics.update(multistep_validation(self, iterations))
+        metrics = super()._validate()
+        options = self.exit_settings.options
+        if self._capture is None and options.val_iterations > 0:
+            metrics.update(multistep_validation(self, options))
         return metrics
 
+    def _maybe_log_val_generations(self, inputs, outputs, scores):
+        if self._capture is not None:
+            self._capture.outputs = list(outputs)
+            return None
+        return super()._maybe_log_val_generations(inputs, outputs, scores)
 
-def build_controller(config: Any, dataset: Any, tokenizer: Any) -> ExItController:
-    """The controller exactly as the trainer builds it (also used by the tests)."""
-    exit_cfg = exit_config_from(config.exit)
+    def _dump_generations(self, *args, **kwargs):
+        if self._capture is not None:
+            return None  # verl's dump file of this step holds the regular validation
+        return super()._dump_generations(*args, **kwargs)
+
+    def _val_metrics_update(self, data_sources, sample_uids, reward_extra_infos_dict, *args, **kw):
+        if self._capture is not None:
+            self._capture.uids = [str(u) for u in sample_uids]
+            self._capture.scores = [float(r) for r in reward_extra_infos_dict["reward"]]
+            return {}
+        return super()._val_metrics_update(
+            data_sources, sample_uids, reward_extra_infos_dict, *args, **kw
+        )
+
+
+class _ActorLoadListener:
+    """Forwards to verl's actor worker group and remembers where it loaded from."""
+
+    def __init__(self, worker_group: Any) -> None:
+        self.worker_group = worker_group
+        self.local_path: str | None = None
+
+    def load_checkpoint(self, local_path: str, *args: Any, **kwargs: Any) -> Any:
+        self.local_path = local_path
+        return self.worker_group.load_checkpoint(local_path, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.worker_group, name)
+
+
+def build_controller(
+    config: Any, settings: ExItSettings, dataset: Any, tokenizer: Any, processor: Any = None
+) -> ExItController:
+    """The controller for a verl config: base tasks, token budget, seed."""
     seed = config.data.get("seed", None)
     return ExItController(
-        exit_cfg,
+        settings.curriculum,
         dataset,
-        tokenizer,
-        seed=int(seed) if seed is not None else 0,
         prompt_key=config.data.get("prompt_key", "prompt"),
+        budget=prompt_budget(config, tokenizer, processor),
+        seed=int(seed) if seed is not None else 0,
+        embed_threads=settings.options.embed_threads,
     )
 
 
-def checkpoint_folder(config: Any, global_steps: int) -> str | None:
-    """The global_step folder verl resumed from (same rules as verl's `_load_checkpoint`)."""
-    from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+def prompt_budget(config: Any, tokenizer: Any, processor: Any) -> PromptBudget:
+    """verl's prompt budget and token builder, set up as its agent loop worker does."""
+    from verl.utils.config import omega_conf_to_dataclass
 
-    if config.trainer.resume_mode == "resume_path":
-        folder = str(config.trainer.resume_from_path)
-    else:
-        root = str(config.trainer.default_local_dir)
-        folder = find_latest_ckpt_path(os.path.abspath(root))
-    if folder is None:
-        return None
-    return os.path.abspath(folder)
-
-
-def exit_trainer_class(trainer_mode: str) -> type:
-    """verl's trainer registered under `trainer_mode`, with ExIt mixed in front."""
-    from verl.trainer.ppo.v1 import get_trainer_cls
-
-    if trainer_mode != "sync":
-        raise ValueError(
-            "ExIt supports trainer.v1.trainer_mode=sync: async modes generate prompts ahead of "
-            "the archive updates they should depend on"
-        )
-    base = get_trainer_cls(trainer_mode)
-    return type(f"ExIt{base.__name__}", (ExItTrainerMixin, base), {})
+    model_config = omega_conf_to_dataclass(config.actor_rollout_ref.model)
+    model_type = getattr(model_config.hf_config, "model_type", None)
+    return PromptBudget.for_verl(
+        tokenizer,
+        int(config.actor_rollout_ref.rollout.prompt_length),
+        hf_model_type=model_type if isinstance(model_type, str) else None,
+        chat_template_kwargs=config.data.get("apply_chat_template_kwargs", {}),
+        processor=processor,
+    )
