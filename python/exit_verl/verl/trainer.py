@@ -114,7 +114,8 @@ class ExItTrainer(PPOTrainerSync):
         if changed_keys:
             put_field(tq, part, changed_keys, "rm_scores", [rows.scores[i] for i in changed])
             if not self.config.algorithm.use_kl_in_reward:  # else verl wrote them (with KL)
-                self._put_token_level_rewards(batch, dict(zip(changed_keys, training_scores, strict=True)))
+                training = dict(zip(changed_keys, training_scores, strict=True))
+                self._put_token_level_rewards(batch, training)
         if scaled:
             advantages = get_field(tq, part, scaled, "advantages")
             scaled_advantages = [a * s for a, s in zip(advantages, scales, strict=True)]
