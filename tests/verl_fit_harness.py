@@ -36,7 +36,8 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutp
 from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
 
 QUESTION = re.compile(r"Tom has (\d+) apples and buys (\d+) more")
-FAIL_MARK = "[fail]"
+FAIL_MARK = "[fail]"  # session 1 of such a prompt fails
+FAIL_ALL_MARK = "[fail-all]"  # every session fails
 # (uid, session) of the agent-loop call being served, for the scripted LLM.
 SESSION: contextvars.ContextVar[tuple[str, int]] = contextvars.ContextVar("session")
 CHAT_TEMPLATE = (
@@ -141,6 +142,7 @@ class ScriptedLLM:
         self.filler = filler
         self.calls = 0
         self.weights_version = 0  # set by FakeWeightSync.update_weights
+        self.prompts: list[list[int]] = []  # every prompt it was asked to complete
 
     def answer_text(self, prompt: str, session: int) -> str:
         found = QUESTION.findall(prompt)
@@ -160,8 +162,9 @@ class ScriptedLLM:
 
         self.calls += 1
         uid, session = SESSION.get()
+        self.prompts.append(list(prompt_ids))
         prompt = self.tokenizer.decode(prompt_ids)
-        if FAIL_MARK in prompt and session == 1:
+        if FAIL_ALL_MARK in prompt or (FAIL_MARK in prompt and session == 1):
             raise RuntimeError(f"scripted failure of session {uid}_{session}")
         text = self.answer_text(prompt, session)
         ids = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
@@ -205,9 +208,13 @@ class ScriptedMultiTurn(AgentLoopBase):
             prompt_ids=prompt_ids,
             response_ids=(out.token_ids + tool)[:length],
             response_mask=([1] * len(out.token_ids) + [0] * len(tool))[:length],
+            # tool tokens get log-prob 0, as verl's tool agent loop pads them
+            response_logprobs=(out.log_probs + [0.0] * len(tool))[:length]
+            if out.log_probs
+            else None,
             num_turns=3,
             metrics={},
-            extra_fields={"turn_scores": [], "tool_rewards": []},
+            extra_fields={**out.extra_fields, "turn_scores": [], "tool_rewards": []},
         )
 
 
@@ -270,6 +277,11 @@ class ActorUpdate:
     tags: list[dict]
     advantages: list[torch.Tensor]
     response_mask: list[torch.Tensor]
+    rm_scores: list[torch.Tensor]
+    responses: list[torch.Tensor]
+
+    def real_rows(self) -> list[int]:
+        return [i for i, tag in enumerate(self.tags) if not tag.get("is_padding")]
 
 
 class FakeActor:
@@ -318,18 +330,20 @@ class FakeActor:
     def update_actor(self, batch):
         import transfer_queue as tq
 
+        fields = ["advantages", "response_mask", "rm_scores", "responses"]
         data = tq.kv_batch_get(
-            keys=batch.keys,
-            partition_id=batch.partition_id,
-            select_fields=["advantages", "response_mask"],
+            keys=batch.keys, partition_id=batch.partition_id, select_fields=fields
         )
+        rows = {name: [t.clone() for t in data[name].unbind()] for name in fields}
         self.updates.append(
             ActorUpdate(
                 step=self.trainer.global_steps,
                 keys=list(batch.keys),
                 tags=[dict(t) for t in batch.tags],
-                advantages=[a.clone() for a in data["advantages"].unbind()],
-                response_mask=[m.clone() for m in data["response_mask"].unbind()],
+                advantages=rows["advantages"],
+                response_mask=rows["response_mask"],
+                rm_scores=rows["rm_scores"],
+                responses=rows["responses"],
             )
         )
         return {"metrics": {"mfu": [0.0], "pg_loss": [0.0]}}

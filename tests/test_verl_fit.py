@@ -1,0 +1,385 @@
+"""verl's real trainer class drives `fit` on CPU with ExIt (tests/verl_fit_harness.py says
+exactly what is real and what is faked). TransferQueue runs on a local Ray started once for the
+module; each test composes verl's config, builds the trainer and fits a few steps.
+
+Expected values are computed here from first principles: rewards with verl's gsm8k scorer on
+the response text, GRPO advantages by hand, the scripted LLM's known answers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("verl")
+
+import torch  # noqa: E402
+import verl_fit_harness as harness  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from exit_verl.verl import _curriculum_compat as compat  # noqa: E402
+from exit_verl.verl.controller import ExItController  # noqa: E402
+from exit_verl.verl.rows import parse_key  # noqa: E402
+
+GROUP = 4
+DP = 3  # data-parallel ranks of the fake actor: 15 or 16 rows are padded to 24 by verl
+
+
+@pytest.fixture(scope="module", autouse=True)
+def transfer_queue_on_ray():
+    import transfer_queue as tq
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
+    yield
+    tq.close()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    work = tmp_path_factory.mktemp("data")
+    val = harness.default_val_rows()
+    val.append(harness.task_row(104, 11, 4, mark=f" {harness.FAIL_ALL_MARK}"))
+    return {
+        "model": harness.make_model_dir(work / "model"),
+        "train": Path(harness.write_parquet(work / "train.parquet", harness.default_train_rows())),
+        "val": Path(harness.write_parquet(work / "val.parquet", val)),
+        "val_rows": val,
+    }
+
+
+def compose(data, work: Path, *overrides: str):
+    return harness.compose(work, data["model"], str(data["train"]), str(data["val"]), *overrides)
+
+
+class Spy:
+    """Records what the controller issues and what it observes, with the trained flag."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.issued: dict[int, list[dict]] = defaultdict(list)
+        self.observed: list[dict] = []
+        issue, observe = ExItController.next_batch_dict, ExItController.observe
+        spy = self
+
+        def next_batch_dict(controller, n, step):
+            batch = issue(controller, n, step)
+            for i in range(n):
+                spy.issued[step].append(
+                    {
+                        "uid": str(batch["uid"][i]),
+                        "raw_prompt": [dict(m) for m in batch["raw_prompt"][i]],
+                        "extra_info": dict(batch["extra_info"][i]),
+                    }
+                )
+            return batch
+
+        def observed(controller, rows, step, trained):
+            instances = {uid: inst for uid, (inst, _) in controller.pending.items()}
+            signal = observe(controller, rows, step, trained)
+            archive = controller.curriculum.archive
+            for uid in {u for u, _ in signal}:
+                inst = instances[uid]
+                members = sorted((s, r) for (u, s), r in rows.session_finals().items() if u == uid)
+                resident = inst.archive_id is not None and inst.archive_id in archive
+                spy.observed.append(
+                    {
+                        "step": step,
+                        "trained": trained,
+                        "uid": uid,
+                        "instance": inst,
+                        "texts": [rows.texts[r] for _, r in members],
+                        "rewards": [float(rows.outcome[r]) for _, r in members],
+                        "score_after": archive.info([inst.archive_id])["score"][0]
+                        if resident
+                        else None,
+                    }
+                )
+            return signal
+
+        monkeypatch.setattr(ExItController, "next_batch_dict", next_batch_dict)
+        monkeypatch.setattr(ExItController, "observe", observed)
+
+
+def gsm8k_score(text: str, truth: str) -> float:
+    from verl.utils.reward_score import default_compute_score
+
+    return float(default_compute_score("openai/gsm8k", text, truth))
+
+
+def grpo(rewards: list[float]) -> np.ndarray:
+    """GRPO advantages of one group by hand (verl's default: std with Bessel, eps 1e-6)."""
+    r = np.asarray(rewards, dtype=np.float64)
+    if len(r) == 1:
+        return r.copy()
+    return (r - r.mean()) / (r.std(ddof=1) + 1e-6)
+
+
+def check_advantages(update, tokenizer, train_fn=None, scale_fn=None) -> int:
+    """The actor's advantages: GRPO of each row's training reward within its prompt's group,
+    times its advantage scale, on its masked tokens; `train_fn`/`scale_fn` map (task reward,
+    text) to the training reward / scale (default: the task reward, 1)."""
+    rows = update.real_rows()
+    texts = tokenizer.batch_decode(
+        [update.responses[i].tolist() for i in rows], skip_special_tokens=True
+    )
+    by_uid: dict[str, list[int]] = defaultdict(list)
+    reward, scale = {}, {}
+    for i, text in zip(rows, texts, strict=True):
+        r = float(update.rm_scores[i].sum())
+        reward[i] = train_fn(r, text) if train_fn else r
+        scale[i] = scale_fn(r, text) if scale_fn else 1.0
+        by_uid[parse_key(update.keys[i])[0]].append(i)
+    for members in by_uid.values():
+        for i, adv in zip(members, grpo([reward[i] for i in members]), strict=True):
+            expected = adv * scale[i] * update.response_mask[i].double()
+            torch.testing.assert_close(
+                update.advantages[i].double(), expected, atol=2e-5, rtol=1e-4
+            )
+    return len(rows)
+
+
+def step_metrics(run) -> dict[int, dict]:
+    return {m["step"]: m["data"] for m in run.metrics()}
+
+
+# -- the main path and resume -----------------------------------------------------------------
+
+
+def test_fit_on_verls_rows_and_resume_exactly(data, tmp_path, monkeypatch) -> None:
+    overrides = ("+exit.diversity_bonus=none", "trainer.save_freq=3")
+    spy = Spy(monkeypatch)
+    whole = harness.fit(
+        compose(data, tmp_path / "whole", "trainer.total_training_steps=6", *overrides),
+        tmp_path / "whole.jsonl",
+        dp=DP,
+    )
+    metrics = step_metrics(whole)
+    assert sorted(s for s, m in metrics.items() if "exit/prompts" in m) == [1, 2, 3, 4, 5, 6]
+
+    # verl padded each batch for its DP ranks; padding rows carry no advantage.
+    for update in whole.actor.updates:
+        assert len(update.keys) % DP == 0 and len(update.real_rows()) < len(update.keys)
+        for i in set(range(len(update.keys))) - set(update.real_rows()):
+            assert not update.advantages[i].any()
+        check_advantages(update, whole.trainer.tokenizer)
+
+    # The curriculum saw verl's scorer's reward of every response, also for the multi-turn row
+    # whose reward sits on a mask-0 token; the failed session is missing from its group.
+    multi_turn = failed = 0
+    for seen in spy.observed:
+        truth = str(seen["instance"].answer)
+        assert seen["rewards"] == [gsm8k_score(t, truth) for t in seen["texts"]]
+        multi_turn += sum("checked" in t for t in seen["texts"])
+        failed += len(seen["texts"]) == GROUP - 1
+        assert seen["trained"]
+    assert multi_turn > 0 and failed > 0
+    for step, m in metrics.items():
+        observed = [s for s in spy.observed if s["step"] == step]
+        assert m["exit/groups_trained"] == len(observed) == len(spy.issued[step]) == 4
+        assert m["critic/score/mean"] == pytest.approx(m["exit/task_reward_mean"], abs=1e-6)
+    assert metrics[6]["exit/archive_size"] > 0
+    assert sum(metrics[s]["exit/replay_fraction"] for s in metrics) > 0
+
+    # Interrupted at 3 and resumed: the same prompts at steps 4..6 and the same archive bytes.
+    issued_whole = {s: spy.issued[s] for s in (4, 5, 6)}
+    final_whole = whole.trainer.exit.curriculum.archive.to_bytes()
+    spy.issued.clear()
+    first = compose(data, tmp_path / "split", "trainer.total_training_steps=3", *overrides)
+    harness.fit(first, tmp_path / "first.jsonl", dp=DP)
+    second = compose(data, tmp_path / "split", "trainer.total_training_steps=6", *overrides)
+    resumed = harness.fit(second, tmp_path / "second.jsonl", dp=DP)
+    assert resumed.actor.loaded == [str(tmp_path / "split" / "ckpt" / "global_step_3" / "actor")]
+    assert {s: spy.issued[s] for s in (4, 5, 6)} == issued_whole
+    assert resumed.trainer.exit.curriculum.archive.to_bytes() == final_whole
+    for name in ("exit_archive.snap", "exit_state.json"):
+        a = tmp_path / "whole" / "ckpt" / "global_step_6" / name
+        b = tmp_path / "split" / "ckpt" / "global_step_6" / name
+        assert a.read_bytes() == b.read_bytes(), name
+
+
+# -- defects ----------------------------------------------------------------------------------
+
+
+def test_filter_groups_drops_are_observed_and_metrics_are_per_step(data, tmp_path, monkeypatch):
+    spy = Spy(monkeypatch)
+    run = harness.fit(
+        compose(
+            data,
+            tmp_path,
+            "algorithm.filter_groups.enable=True",
+            "+exit.diversity_bonus=none",
+            "trainer.total_training_steps=4",
+        ),
+        tmp_path / "m.jsonl",
+        dp=DP,
+    )
+    assert run.trainer.config.data.gen_batch_size == 1  # verl's refill path: one prompt a call
+    rescored = 0
+    for step, m in step_metrics(run).items():
+        issued = spy.issued[step]
+        seen = [s for s in spy.observed if s["step"] == step]
+        dropped = [s for s in seen if not s["trained"]]
+        verl_dropped = m.get("training/filter_groups/evicted_samples", 0) + m.get(
+            "training/filter_groups/discarded_surplus_samples", 0
+        )
+        assert len(dropped) == m["exit/groups_dropped"] == verl_dropped
+        assert m["exit/groups_trained"] == len(seen) - len(dropped) == 4
+        # Every prompt of the step was observed (none lost: no group failed completely).
+        assert {s["uid"] for s in seen} == {p["uid"] for p in issued}
+        # Step-level metrics over all the step's prompts, not the last one-prompt call.
+        replays = [p["extra_info"]["exit_archive_id"] is not None for p in issued]
+        assert m["exit/prompts"] == len(issued) > 4
+        assert m["exit/replay_fraction"] == pytest.approx(np.mean(replays))
+        for s in dropped:
+            if s["score_after"] is not None and len(set(s["rewards"])) == 1:
+                assert s["score_after"] == 0.0  # an always-solved replay loses its score
+                rescored += 1
+    assert rescored > 0
+
+
+def test_improve_prompts_are_fitted_to_verls_prompt_budget(data, tmp_path) -> None:
+    budget = 150
+    run = harness.fit(
+        compose(
+            data,
+            tmp_path,
+            f"data.max_prompt_length={budget}",
+            "data.max_response_length=256",
+            "+exit.diversity_bonus=none",
+            "trainer.total_training_steps=4",
+        ),
+        tmp_path / "m.jsonl",
+        dp=DP,
+        filler=40,
+    )
+    tokenizer = run.trainer.tokenizer
+    clipped = sum(m["exit/prompts_clipped"] for m in step_metrics(run).values())
+    assert clipped > 0
+    for ids in run.llm.prompts:
+        assert len(ids) <= budget
+        text = tokenizer.decode(ids)
+        assert text.startswith(f"<|system|>{harness.SYSTEM}")  # not left-truncated
+        assert harness.QUESTION.search(text)
+
+
+def test_advantage_scale_multiplies_verls_advantages(data, tmp_path, monkeypatch) -> None:
+    """The curriculum's training rewards go to verl's estimator, its advantage scale
+    multiplies the estimator's advantages, and rm_scores keep the task rewards."""
+    real = compat.observe
+
+    def train_fn(r: float, text: str) -> float:
+        return r + 0.01 * len(text)  # not an affine map of r within a group
+
+    def scale_fn(r: float, text: str) -> float:
+        return 0.5 + 0.25 * (len(text) % 3)
+
+    def observe(curriculum, batch, responses, rewards, step):
+        real(curriculum, batch, responses, rewards, step)  # the archive still learns
+        train = np.array(
+            [
+                [train_fn(r, t) for r, t in zip(rr, tt, strict=True)]
+                for rr, tt in zip(rewards, responses, strict=True)
+            ]
+        )
+        scale = np.array(
+            [
+                [scale_fn(r, t) for r, t in zip(rr, tt, strict=True)]
+                for rr, tt in zip(rewards, responses, strict=True)
+            ]
+        )
+        return train, scale
+
+    monkeypatch.setattr(compat, "observe", observe)
+    run = harness.fit(
+        compose(data, tmp_path, "+exit.diversity_bonus=none", "trainer.total_training_steps=2"),
+        tmp_path / "m.jsonl",
+        dp=DP,
+    )
+    tokenizer = run.trainer.tokenizer
+    for update, (_, m) in zip(run.actor.updates, sorted(step_metrics(run).items()), strict=True):
+        assert check_advantages(update, tokenizer, train_fn, scale_fn) > 0
+        rows = update.real_rows()
+        texts = tokenizer.batch_decode(
+            [update.responses[i].tolist() for i in rows], skip_special_tokens=True
+        )
+        task = [float(update.rm_scores[i].sum()) for i in rows]
+        assert set(task) <= {0.0, 1.0}  # rm_scores hold the task rewards again
+        train = [train_fn(r, t) for r, t in zip(task, texts, strict=True)]
+        assert m["critic/score/mean"] == pytest.approx(np.mean(task), abs=1e-5)
+        assert m["critic/rewards/mean"] == pytest.approx(np.mean(train), abs=1e-4)
+        assert m["exit/bonus_magnitude"] > 0
+
+
+def test_old_exit_files_are_pruned_with_the_actor_checkpoints(data, tmp_path) -> None:
+    harness.fit(
+        compose(
+            data,
+            tmp_path,
+            "trainer.max_actor_ckpt_to_keep=2",
+            "trainer.save_freq=1",
+            "trainer.total_training_steps=4",
+        ),
+        tmp_path / "m.jsonl",
+        dp=DP,
+    )
+    root = tmp_path / "ckpt"
+    assert sorted(p.name for p in root.glob("global_step_*")) == [
+        f"global_step_{s}" for s in (1, 2, 3, 4)
+    ]
+    for step in (1, 2, 3, 4):
+        folder = root / f"global_step_{step}"
+        kept = step > 2
+        assert (folder / "actor").exists() == kept  # verl's rule on the actor
+        assert (folder / "exit_archive.snap").exists() == kept
+        assert (folder / "exit_state.json").exists() == kept
+
+
+def test_embedding_time_is_reported_per_step(data, tmp_path) -> None:
+    run = harness.fit(
+        compose(data, tmp_path, "+exit.diversity_bonus=centroid", "trainer.total_training_steps=2"),
+        tmp_path / "m.jsonl",
+        dp=DP,
+    )
+    for m in step_metrics(run).values():
+        assert m["exit/embed_seconds"] > 0
+        samples = m["exit/groups_trained"] * GROUP - 1  # the failing row's session 1 is missing
+        assert m["exit/embed_texts"] in (samples, samples + 1)
+
+
+def test_multistep_validation_runs_through_verls_validate(data, tmp_path) -> None:
+    run = harness.fit(
+        compose(
+            data,
+            tmp_path,
+            "+exit.val_iterations=2",
+            "+exit.val_samples=2",
+            "trainer.val_before_train=True",
+            "trainer.test_freq=2",
+            "trainer.total_training_steps=2",
+        ),
+        tmp_path / "m.jsonl",
+        dp=DP,
+    )
+    # The scripted LLM answers a base prompt right iff a % 4 == 3 or (a + b) % 3 != 0 (each
+    # chain is its own one-sample prompt, session 0), every improve prompt right, and nothing
+    # for the [fail-all] task.
+    tasks = []
+    for row in data["val_rows"]:
+        text = row["question"][-1]["content"]
+        a, b = (int(x) for x in harness.QUESTION.search(text).groups())
+        tasks.append((a, b, harness.FAIL_ALL_MARK in text))
+    first = [0.0 if fail else float(a % 4 == 3 or (a + b) % 3 != 0) for a, b, fail in tasks]
+    later = [0.0 if fail else 1.0 for _, _, fail in tasks]
+    validations = [m for m in step_metrics(run).items() if "exit_val/mean@0" in m[1]]
+    assert [step for step, _ in validations] == [0, 2]
+    for _, m in validations:
+        assert m["exit_val/mean@0"] == pytest.approx(np.mean(first))
+        assert m["exit_val/mean@1"] == m["exit_val/mean@2"] == pytest.approx(np.mean(later))
+        assert m["exit_val/missing@0"] == m["exit_val/missing@2"] == 2  # 2 chains, no output
+        assert m["exit_val/chains"] == 2 * len(tasks)
+        assert "val-core/openai/gsm8k/reward/mean@1" in m  # verl's own validation still runs
