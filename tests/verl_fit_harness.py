@@ -59,7 +59,11 @@ def make_model_dir(path: Path) -> Path:
         f"Tom has {a} apples and buys {b} more. How many now? We add {a} and {b}. #### {a + b}"
         for a in range(40)
         for b in range(0, 40, 7)
-    ] + [SYSTEM, "Improve the current response. Request Current response different approach"]
+    ] + [SYSTEM]
+    # The installed prompt templates tokenize compactly, so token budgets are spent on attempts.
+    from exit_verl.prompts import TEMPLATES
+
+    corpus += [t for fam in TEMPLATES.values() for t in (fam.system, fam.improve, fam.diverge) if t]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -149,10 +153,12 @@ class ScriptedLLM:
         if not found:
             raise ValueError(f"no question in prompt {prompt[-200:]!r}")
         a, b = (int(x) for x in found[-1])
-        improve = "Current response" in prompt and "different" not in prompt
+        # An iteration prompt shows an earlier answer ("We add ..."); diverge asks for a
+        # "different" approach.
+        improve = "We add" in prompt and "different" not in prompt
         right = improve or a % 4 == 3 or (a + b + session) % 3 != 0
         answer = a + b if right else a + b + 1
-        words = " ".join(["carefully"] * self.filler)
+        words = " ".join(["quokka"] * self.filler)
         return f"We add {a} and {b}. {words} #### {answer}".replace("  ", " ")
 
     async def generate(
