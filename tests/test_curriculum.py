@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from exit_verl import ExItConfig, ExItCurriculum, History, TaskInstance
+from exit_verl import ExItConfig, ExItCurriculum, History, TaskInstance, Turn
 from exit_verl.embedding import HashingEmbedder
 from exit_verl.prompts import base_messages
 
@@ -255,6 +255,23 @@ def test_raw_rewards_are_the_task_rewards_exactly() -> None:
     np.testing.assert_array_equal(fb.advantage_scale, np.ones((3, 5)))
 
 
+def test_feedback_is_stored_with_the_attempt_and_shown_when_iterated_on() -> None:
+    cfg = ExItConfig.preset(
+        "improve", "mle", min_archive_size=1, p_replay=1.0, children_per_group=0
+    )
+    cur = ExItCurriculum(cfg, TASKS)
+    batch = cur.next_batch(1, 0)
+    notes = [["Traceback: KeyError 'y'", None]]
+    cur.observe(batch, [["code a", "code b"]], np.array([[0.0, 1.0]]), 0, feedback=notes)
+    by_attempt = {h.attempt: h for h in stored(cur, cur.archive.ids())}
+    assert by_attempt["code a"].turns[-1].feedback == "Traceback: KeyError 'y'"
+    assert by_attempt["code b"].turns[-1].feedback is None
+    for inst in cur.next_batch(8, 1):
+        text = inst.prompt[-1]["content"]
+        trace = "Traceback: KeyError 'y'" if inst.previous_attempt == "code a" else "(none)"
+        assert f"## Error trace\n{trace}" in text
+
+
 # -- curriculum-only ablation ---------------------------------------------------------------
 
 
@@ -307,7 +324,7 @@ def test_grpo_preset_never_replays() -> None:
 # -- diversity bonus ------------------------------------------------------------------------
 
 
-BONUS_TABLE = {"p": [-2.0, 0.0], "q": [0.0, 0.0], "r": [1.0, 0.0], "s": [5.0, 0.0]}
+BONUS_TABLE = {"p": [-3.0, 0.0], "q": [-1.0, 0.0], "r": [2.0, 0.0], "s": [6.0, 0.0]}
 
 
 def test_centroid_bonus_scales_advantages_not_rewards() -> None:
@@ -316,7 +333,7 @@ def test_centroid_bonus_scales_advantages_not_rewards() -> None:
     batch = cur.next_batch(2, 0)
     rewards = np.array([[1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
     fb = cur.observe(batch, [["p", "q", "r", "s"], ["q", "q", "q", "q"]], rewards, 0)
-    # Distances to the centroid 1: 3, 1, 0, 4 → (d − 0)/(4 − 0); identical texts tie → 1.
+    # Distances to the centroid 1: 4, 2, 1, 5 → (d − 1)/(5 − 1); identical texts tie → 1.
     np.testing.assert_allclose(fb.advantage_scale, [[0.75, 0.25, 0.0, 1.0], [1.0] * 4])
     np.testing.assert_array_equal(fb.rewards, rewards)
     m = cur.metrics()
@@ -449,6 +466,7 @@ def _with(inst: TaskInstance, **changes) -> TaskInstance:
         lambda b, r, x: (b, [*r[:-1], "abc"], x),  # a string instead of a group
         lambda b, r, x: (b, [*r[:-1], [1, 2, 3]], x),  # non-string responses
         lambda b, r, x: (b, [*r[:-1], [[], "a", "b"]], x),  # an empty multi-turn rollout
+        lambda b, r, x: (b, [*r[:-1], [[Turn(None, "a"), Turn(None, "b")], "a", "b"]], x),
     ],
 )
 def test_bad_observations_raise_and_change_nothing(mutate) -> None:
@@ -468,7 +486,12 @@ def test_bad_step_and_feedback_raise_and_change_nothing() -> None:
     batch = cur.next_batch(4, step)
     before = (cur.archive.to_bytes(), cur.state_dict())
     args = (batch, respond(batch, 3, step), spread_rewards(4, 3))
-    for kwargs in ({"step": -1}, {"step": 1.5}, {"step": step, "feedback": [["e"] * 3] * 3}):
+    for kwargs in (
+        {"step": -1},
+        {"step": 1.5},
+        {"step": step, "feedback": [["e"] * 3] * 3},
+        {"step": step, "feedback": [None] * 4},
+    ):
         with pytest.raises(ValueError):
             cur.observe(*args, **kwargs)
     assert (cur.archive.to_bytes(), cur.state_dict()) == before

@@ -89,9 +89,10 @@ def test_improvement_reward_by_hand() -> None:
 
 
 def test_centroid_weights_by_hand() -> None:
-    # Points −2, 0, 1, 5 on a line: centroid 1, distances 3, 1, 0, 4 → (d − 0)/4.
-    emb = np.array([[-2.0, 0.0], [0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
-    np.testing.assert_allclose(centroid_distances(emb), [3.0, 1.0, 0.0, 4.0])
+    # Points −3, −1, 2, 6 on a line: centroid 1, distances 4, 2, 1, 5 → (d − 1)/(5 − 1).
+    # (Eq. 6 as printed, d / (5 − 1), would give 1, 0.5, 0.25, 1.25.)
+    emb = np.array([[-3.0, 0.0], [-1.0, 0.0], [2.0, 0.0], [6.0, 0.0]])
+    np.testing.assert_allclose(centroid_distances(emb), [4.0, 2.0, 1.0, 5.0])
     rewards = np.array([1.0, 0.0, 1.0, 1.0])
     shaped, scale = BONUSES["centroid"].fn(BonusGroup(rewards, embeddings=emb))
     np.testing.assert_allclose(scale, [0.75, 0.25, 0.0, 1.0])
@@ -124,7 +125,7 @@ def grpo_advantages(rewards: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 
 def test_advantage_side_bonus_gives_solved_groups_no_gradient_reward_side_does() -> None:
-    emb = np.array([[-2.0, 0.0], [0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
+    emb = np.array([[-3.0, 0.0], [-1.0, 0.0], [2.0, 0.0], [6.0, 0.0]])
     solved = np.ones(4)
     shaped, scale = BONUSES["centroid"].fn(BonusGroup(solved, embeddings=emb))
     np.testing.assert_array_equal(grpo_advantages(shaped) * scale, np.zeros(4))

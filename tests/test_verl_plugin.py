@@ -207,7 +207,11 @@ def test_verl_advantage_path_on_shaped_rewards(parquet, tmp_path, tokenizer, est
     """verl's own v1 advantage step (as `_compute_advantage` calls it) on the shaped scores."""
     from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
-    bonus = ("exit.diversity_bonus=centroid_reward", "exit.embedder=hashing", "exit.diversity_coef=1.0")
+    bonus = (
+        "exit.diversity_bonus=centroid_reward",
+        "exit.embedder=hashing",
+        "exit.diversity_coef=1.0",
+    )
     config = compose_config(parquet, tmp_path, f"algorithm.adv_estimator={estimator}", *bonus)
     controller = build_controller(config, verl_dataset(config, tokenizer), tokenizer)
     batch = controller.next_batch_dict(4, 1)
@@ -453,7 +457,11 @@ def test_trainer_advantage_step_uses_shaped_rewards(parquet, tmp_path, tokenizer
     fake = InMemoryTransferQueue()
     monkeypatch.setattr(tq, "kv_batch_get", fake.kv_batch_get)
     monkeypatch.setattr(tq, "kv_batch_put", fake.kv_batch_put)
-    bonus = ("exit.diversity_bonus=centroid_reward", "exit.embedder=hashing", "exit.diversity_coef=1.0")
+    bonus = (
+        "exit.diversity_bonus=centroid_reward",
+        "exit.embedder=hashing",
+        "exit.diversity_coef=1.0",
+    )
     trainer = object.__new__(exit_trainer_class("sync"))
     trainer.config = compose_config(parquet, tmp_path, *bonus)
     trainer.global_steps = 1

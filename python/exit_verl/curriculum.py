@@ -299,7 +299,10 @@ class ExItCurriculum:
         if not np.isfinite(r).all():
             raise ValueError("rewards must be finite")
         if feedback is not None and (
-            len(feedback) != n or any(len(f) != g or isinstance(f, str) for f in feedback)
+            len(feedback) != n
+            or any(
+                isinstance(f, str) or not isinstance(f, Sequence) or len(f) != g for f in feedback
+            )
         ):
             raise ValueError(f"feedback must be n = {n} lists of G = {g} texts (or None)")
         rollouts = []
@@ -571,8 +574,10 @@ def _as_turns(i: int, rollout: Any, note: str | None) -> tuple[Turn, ...]:
         and len(rollout) > 0
         and all(isinstance(t, Turn) for t in rollout)
         and rollout[0].observation is None
+        and all(t.observation is not None for t in rollout[1:])
     ):
         return tuple(rollout)
     raise ValueError(
-        f"responses[{i}] must hold strings or non-empty sequences of Turn (first observation None)"
+        f"responses[{i}] must hold strings or non-empty sequences of Turn (the first answers "
+        "the prompt: observation None; every later one has the observation that led to it)"
     )
