@@ -14,8 +14,9 @@ The paper's bonus (§4.2, Eq. 6, after Chung et al. 2025) is "centroid":
 
 Eq. 6 as printed has no "− min_j d_j" in the numerator; Chung et al. weight each
 response by its deviation scaled to [0, 1] within the prompt's group, which the min-max
-form gives (the printed form is that plus the group constant min/(max − min), which grows
-without bound as the distances get close). When all distances are equal (always so for
+form gives, as their released code does (mj-storytelling/DiversityTuning: per-prompt
+(s − min)/(max − min)). The printed form is that plus the group constant min/(max − min),
+which grows without bound as the distances get close. When all distances are equal (always so for
 G <= 2) the group carries no diversity signal and w_i = 1: advantages are unchanged.
 """
 
