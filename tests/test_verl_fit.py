@@ -21,7 +21,7 @@ import torch  # noqa: E402
 import verl_fit_harness as harness  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from exit_verl.verl import _curriculum_compat as compat  # noqa: E402
+from exit_verl.curriculum import ExItCurriculum, Feedback  # noqa: E402
 from exit_verl.verl.controller import ExItController  # noqa: E402
 from exit_verl.verl.rows import parse_key  # noqa: E402
 
@@ -63,6 +63,8 @@ class Spy:
     def __init__(self, monkeypatch) -> None:
         self.issued: dict[int, list[dict]] = defaultdict(list)
         self.observed: list[dict] = []
+        # (uid, session) -> (training reward, advantage scale) the controller returned
+        self.signal: dict[tuple[str, int], tuple[float, float]] = {}
         issue, observe = ExItController.next_batch_dict, ExItController.observe
         spy = self
 
@@ -81,6 +83,7 @@ class Spy:
         def observed(controller, rows, step, trained):
             instances = {uid: inst for uid, (inst, _) in controller.pending.items()}
             signal = observe(controller, rows, step, trained)
+            spy.signal.update(signal)
             archive = controller.curriculum.archive
             for uid in {u for u, _ in signal}:
                 inst = instances[uid]
@@ -119,28 +122,24 @@ def grpo(rewards: list[float]) -> np.ndarray:
     return (r - r.mean()) / (r.std(ddof=1) + 1e-6)
 
 
-def check_advantages(update, tokenizer, train_fn=None, scale_fn=None) -> int:
+def check_advantages(update, signal=None) -> int:
     """The actor's advantages: GRPO of each row's training reward within its prompt's group,
-    times its advantage scale, on its masked tokens; `train_fn`/`scale_fn` map (task reward,
-    text) to the training reward / scale (default: the task reward, 1)."""
-    rows = update.real_rows()
-    texts = tokenizer.batch_decode(
-        [update.responses[i].tolist() for i in rows], skip_special_tokens=True
-    )
+    times its advantage scale, on its masked tokens. `signal` maps (uid, session) to the
+    (training reward, scale) ExIt computed; without it: the task reward (rm_scores sum), 1."""
     by_uid: dict[str, list[int]] = defaultdict(list)
     reward, scale = {}, {}
-    for i, text in zip(rows, texts, strict=True):
-        r = float(update.rm_scores[i].sum())
-        reward[i] = train_fn(r, text) if train_fn else r
-        scale[i] = scale_fn(r, text) if scale_fn else 1.0
-        by_uid[parse_key(update.keys[i])[0]].append(i)
+    for i in update.real_rows():
+        uid, session, _ = parse_key(update.keys[i])
+        task = float(update.rm_scores[i].sum())
+        reward[i], scale[i] = signal[(uid, session)] if signal else (task, 1.0)
+        by_uid[uid].append(i)
     for members in by_uid.values():
         for i, adv in zip(members, grpo([reward[i] for i in members]), strict=True):
             expected = adv * scale[i] * update.response_mask[i].double()
             torch.testing.assert_close(
                 update.advantages[i].double(), expected, atol=2e-5, rtol=1e-4
             )
-    return len(rows)
+    return len(reward)
 
 
 def step_metrics(run) -> dict[int, dict]:
@@ -166,7 +165,7 @@ def test_fit_on_verls_rows_and_resume_exactly(data, tmp_path, monkeypatch) -> No
         assert len(update.keys) % DP == 0 and len(update.real_rows()) < len(update.keys)
         for i in set(range(len(update.keys))) - set(update.real_rows()):
             assert not update.advantages[i].any()
-        check_advantages(update, whole.trainer.tokenizer)
+        check_advantages(update)
 
     # The curriculum saw verl's scorer's reward of every response, also for the multi-turn row
     # whose reward sits on a mask-0 token; the failed session is missing from its group.
@@ -269,50 +268,50 @@ def test_improve_prompts_are_fitted_to_verls_prompt_budget(data, tmp_path) -> No
 
 def test_advantage_scale_multiplies_verls_advantages(data, tmp_path, monkeypatch) -> None:
     """The curriculum's training rewards go to verl's estimator, its advantage scale
-    multiplies the estimator's advantages, and rm_scores keep the task rewards."""
-    real = compat.observe
+    multiplies the estimator's advantages, and rm_scores keep the task rewards. The
+    curriculum's Feedback is replaced by values that a per-group affine map cannot undo."""
+    real = ExItCurriculum.observe
 
-    def train_fn(r: float, text: str) -> float:
-        return r + 0.01 * len(text)  # not an affine map of r within a group
+    def observe(curriculum, batch, responses, rewards, step, **kw):
+        fb = real(curriculum, batch, responses, rewards, step, **kw)  # the archive still learns
+        lengths = np.array([[len(t) for t in group] for group in responses], dtype=np.float64)
+        train = np.asarray(rewards) + 0.01 * lengths
+        scale = 0.5 + 0.25 * (lengths % 3)
+        return Feedback(train, scale, fb.learnability)
 
-    def scale_fn(r: float, text: str) -> float:
-        return 0.5 + 0.25 * (len(text) % 3)
-
-    def observe(curriculum, batch, responses, rewards, step):
-        real(curriculum, batch, responses, rewards, step)  # the archive still learns
-        train = np.array(
-            [
-                [train_fn(r, t) for r, t in zip(rr, tt, strict=True)]
-                for rr, tt in zip(rewards, responses, strict=True)
-            ]
-        )
-        scale = np.array(
-            [
-                [scale_fn(r, t) for r, t in zip(rr, tt, strict=True)]
-                for rr, tt in zip(rewards, responses, strict=True)
-            ]
-        )
-        return train, scale
-
-    monkeypatch.setattr(compat, "observe", observe)
+    monkeypatch.setattr(ExItCurriculum, "observe", observe)
+    spy = Spy(monkeypatch)
     run = harness.fit(
         compose(data, tmp_path, "+exit.diversity_bonus=none", "trainer.total_training_steps=2"),
         tmp_path / "m.jsonl",
         dp=DP,
     )
-    tokenizer = run.trainer.tokenizer
     for update, (_, m) in zip(run.actor.updates, sorted(step_metrics(run).items()), strict=True):
-        assert check_advantages(update, tokenizer, train_fn, scale_fn) > 0
-        rows = update.real_rows()
-        texts = tokenizer.batch_decode(
-            [update.responses[i].tolist() for i in rows], skip_special_tokens=True
-        )
-        task = [float(update.rm_scores[i].sum()) for i in rows]
+        assert check_advantages(update, spy.signal) > 0
+        keys = [parse_key(update.keys[i])[:2] for i in update.real_rows()]
+        task = [float(update.rm_scores[i].sum()) for i in update.real_rows()]
         assert set(task) <= {0.0, 1.0}  # rm_scores hold the task rewards again
-        train = [train_fn(r, t) for r, t in zip(task, texts, strict=True)]
         assert m["critic/score/mean"] == pytest.approx(np.mean(task), abs=1e-5)
+        train = [spy.signal[k][0] for k in keys]
         assert m["critic/rewards/mean"] == pytest.approx(np.mean(train), abs=1e-4)
         assert m["exit/bonus_magnitude"] > 0
+
+
+def test_the_diversity_bonus_scales_advantages_not_scores(data, tmp_path, monkeypatch) -> None:
+    spy = Spy(monkeypatch)
+    run = harness.fit(
+        compose(data, tmp_path, "+exit.diversity_bonus=centroid", "trainer.total_training_steps=2"),
+        tmp_path / "m.jsonl",
+        dp=DP,
+        filler=3,
+    )
+    scales = [scale for _, scale in spy.signal.values()]
+    assert min(scales) < 1.0 and all(s >= 0 for s in scales)  # the bonus was active
+    for update, (_, m) in zip(run.actor.updates, sorted(step_metrics(run).items()), strict=True):
+        check_advantages(update, spy.signal)
+        task = [float(update.rm_scores[i].sum()) for i in update.real_rows()]
+        assert m["critic/score/mean"] == pytest.approx(np.mean(task), abs=1e-5)
+        assert m["critic/rewards/mean"] == pytest.approx(np.mean(task), abs=1e-5)
 
 
 def test_old_exit_files_are_pruned_with_the_actor_checkpoints(data, tmp_path) -> None:
@@ -352,12 +351,7 @@ def test_embedding_time_is_reported_per_step(data, tmp_path) -> None:
 
 
 def test_multistep_validation_runs_through_verls_validate(data, tmp_path) -> None:
-    import inspect
-
-    from exit_verl.evaluation import evaluate_self_improvement
-
-    # avg@n chains need the curriculum's extended evaluation (issue 10); one chain until then.
-    samples = 2 if "samples" in inspect.signature(evaluate_self_improvement).parameters else 1
+    samples = 2
     run = harness.fit(
         compose(
             data,

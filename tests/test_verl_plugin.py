@@ -189,11 +189,11 @@ def test_the_mode_cannot_be_assigned_another_name() -> None:
 
 
 def test_preset_and_overrides_come_from_exit_keys(workdir) -> None:
-    from exit_verl.verl._curriculum_compat import preset_config
+    from exit_verl import ExItConfig
     from exit_verl.verl.settings import exit_settings
 
     settings = exit_settings(compose(workdir, "+exit.p_diverge=0.3", "+exit.val_iterations=4"))
-    expected = preset_config("exit", "math")
+    expected = ExItConfig.preset("exit", "math")
     assert settings.preset == "exit" and settings.options.val_iterations == 4
     assert settings.curriculum.p_diverge == 0.3
     assert settings.curriculum.capacity == expected.capacity  # untouched keys: the preset's

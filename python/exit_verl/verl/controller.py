@@ -26,7 +26,6 @@ import numpy as np
 
 from exit_verl.config import ExItConfig
 from exit_verl.curriculum import ExItCurriculum
-from exit_verl.verl import _curriculum_compat as compat
 from exit_verl.verl.prompt_budget import PromptBudget
 from exit_verl.verl.rows import Rows
 from exit_verl.verl.step_stats import StepStats
@@ -118,7 +117,7 @@ class ExItController:
         if self.budget is None or inst.kind == "base" or inst.previous_attempt is None:
             return [dict(m) for m in inst.prompt], False, True
         fitted = self.budget.fit(
-            lambda attempt: compat.render_with_attempt(self.curriculum, inst, attempt),
+            lambda attempt: inst.render(self.curriculum.templates, attempt),
             inst.previous_attempt,
         )
         return fitted.messages, fitted.clipped, fitted.fits
@@ -178,13 +177,13 @@ class ExItController:
             members = [sorted(groups[uid]) for uid in uids]
             rows_of = np.array([[row for _, row in m] for m in members])  # (n, size)
             task_rewards = outcome[rows_of]
-            train, scale = compat.observe(
-                self.curriculum,
+            feedback = self.curriculum.observe(
                 [self.pending[uid][0] for uid in uids],
                 [[rows.texts[r] for r in group] for group in rows_of],
                 task_rewards,
                 step,
             )
+            train, scale = feedback.rewards, feedback.advantage_scale
             self.stats.on_observe(
                 task_rewards, train, scale, self.curriculum.metrics(), trained=trained
             )

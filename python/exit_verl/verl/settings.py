@@ -16,7 +16,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from exit_verl.config import ExItConfig
-from exit_verl.verl._curriculum_compat import preset_config
 
 DEFAULT_PRESET = "exit"
 DEFAULT_DOMAIN = "math"
@@ -87,7 +86,7 @@ def exit_settings(config: Mapping[str, Any]) -> ExItSettings:
     domain = str(values.pop("domain", DEFAULT_DOMAIN))
     options = {k: values.pop(k) for k in list(values) if k in OPTION_KEYS}
     try:
-        base = preset_config(preset, domain)
+        base = ExItConfig.preset(preset, domain)
         merged = OmegaConf.merge(OmegaConf.structured(base), values)
         curriculum = OmegaConf.to_object(merged)
         plugin = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PluginOptions), options))

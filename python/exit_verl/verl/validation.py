@@ -16,7 +16,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from exit_verl.verl import _curriculum_compat as compat
+from exit_verl.evaluation import evaluate_self_improvement
+from exit_verl.prompts import render_messages
 from exit_verl.verl.controller import base_tasks_from_dataset
 
 
@@ -49,7 +50,7 @@ class _ChainGenerator:
         templates = self.trainer.exit.curriculum.templates
         task_prompt = self.chains[chain]["prompt"]
         fitted = budget.fit(
-            lambda attempt: compat.render_improve(templates, task_prompt, attempt),
+            lambda attempt: render_messages(task_prompt, attempt, "improve", templates),
             self.answers[chain],
         )
         return fitted.messages
@@ -95,13 +96,13 @@ def multistep_validation(trainer: Any, options: Any) -> dict[str, float]:
     prompt_key = trainer.config.data.get("prompt_key", "prompt")
     tasks = base_tasks_from_dataset(trainer.val_dataset, prompt_key)[: options.val_max_tasks]
     chains = _ChainGenerator(trainer, tasks, options.val_samples)
-    result = compat.evaluate(
+    result = evaluate_self_improvement(
         chains.generate,
         chains.reward,
         tasks,
         options.val_iterations,
-        options.val_samples,
-        trainer.exit.curriculum.templates,
+        samples=options.val_samples,
+        templates=trainer.exit.curriculum.templates,
     )
     metrics: dict[str, float] = {}
     for name in ("mean", "accuracy", "best_so_far", "net_corrections"):
