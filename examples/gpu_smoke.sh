@@ -9,7 +9,14 @@ MODEL=${MODEL:-Qwen/Qwen2.5-0.5B-Instruct}
 OUT=${OUT:-/tmp/exit_verl_smoke}
 
 run() {
-    python -m exit_verl.main_ppo \
+    python -m verl.trainer.main_ppo \
+        trainer.v1.trainer_mode=exit \
+        +exit.preset=exit \
+        +exit.min_archive_size=4 \
+        +exit.p_replay=0.75 \
+        +exit.p_diverge=0.25 \
+        +exit.embedder=hashing \
+        +exit.val_iterations=3 \
         algorithm.adv_estimator=grpo \
         data.train_files="$DATA/train.parquet" \
         data.val_files="$DATA/test.parquet" \
@@ -31,13 +38,6 @@ run() {
         trainer.default_local_dir="$OUT" \
         trainer.save_freq=2 \
         trainer.test_freq=2 \
-        exit.enable=true \
-        exit.min_archive_size=4 \
-        exit.p_replay=0.75 \
-        exit.p_diverge=0.25 \
-        exit.embedder=hashing \
-        exit.diversity_bonus=centroid \
-        exit.val_iterations=3 \
         "$@"
 }
 

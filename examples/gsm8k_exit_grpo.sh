@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# GRPO with ExIt on GSM8K: Qwen2.5-Instruct, vLLM rollout, one GPU, verl's v1 sync trainer.
+# GRPO with ExIt on GSM8K: Qwen2.5-Instruct, vLLM rollout, one GPU. Stock verl entry point,
+# trainer mode "exit" (registered by exit-verl's verl.plugins entry point), the paper's math
+# ExIt preset (docs/exit.md), 12-step self-improvement at each validation.
 # Prepare the data first (downloads on this machine):
 #   python examples/data_preprocess/gsm8k.py --out ~/data/gsm8k
 # MODEL=Qwen/Qwen2.5-1.5B-Instruct picks the larger model; extra args are hydra overrides.
@@ -9,7 +11,10 @@ DATA=${DATA:-$HOME/data/gsm8k}
 MODEL=${MODEL:-Qwen/Qwen2.5-0.5B-Instruct}
 GROUP=${GROUP:-8}
 
-python -m exit_verl.main_ppo \
+python -m verl.trainer.main_ppo \
+    trainer.v1.trainer_mode=exit \
+    +exit.preset=exit \
+    +exit.val_iterations=12 \
     algorithm.adv_estimator=grpo \
     data.train_files="$DATA/train.parquet" \
     data.val_files="$DATA/test.parquet" \
@@ -41,11 +46,4 @@ python -m exit_verl.main_ppo \
     trainer.save_freq=20 \
     trainer.test_freq=10 \
     trainer.total_epochs=3 \
-    exit.enable=true \
-    exit.domain=math \
-    exit.p_replay=0.5 \
-    exit.min_archive_size=64 \
-    exit.p_diverge=0.1 \
-    exit.diversity_bonus=centroid \
-    exit.val_iterations=12 \
     "$@"

@@ -53,3 +53,36 @@ def test_verl_math_ground_truth_is_accepted_by_verls_scorer() -> None:
     truth = row["reward_model"]["ground_truth"]
     assert default_compute_score(row["data_source"], r"... \boxed{\frac{1}{2}}", truth) == 1.0
     assert default_compute_score(row["data_source"], r"... \boxed{3}", truth) == 0.0
+
+
+@pytest.mark.parametrize("script", ["gsm8k_exit_grpo.sh", "gpu_smoke.sh"])
+def test_verl_example_commands_compose_and_pass_the_exit_checks(script: str) -> None:
+    """The overrides of each example command compose with verl's own config, select trainer
+    mode "exit" and pass the plugin's settings checks (what the trainer checks at start)."""
+    pytest.importorskip("verl")
+    import shlex
+
+    from hydra import compose, initialize_config_dir
+    from verl.trainer import main_ppo
+
+    from exit_verl.verl.settings import exit_settings
+
+    text = (EXAMPLES.parent / script).read_text().replace("\\\n", " ")
+    command = next(line for line in text.splitlines() if "verl.trainer.main_ppo" in line)
+    values = {
+        '$(basename "$MODEL")': "model",
+        "$DATA": "/data",
+        "$MODEL": "org/model",
+        "$GROUP": "8",
+        "$OUT": "/out",
+    }
+    for name, value in values.items():
+        command = command.replace(name, value)
+    args = shlex.split(command.replace('"$@"', ""))
+    overrides = [a for a in args[args.index("verl.trainer.main_ppo") + 1 :] if "=" in a]
+    config_dir = str(Path(main_ppo.__file__).parent / "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=overrides)
+    assert config.trainer.v1.trainer_mode == "exit"
+    settings = exit_settings(config)
+    assert settings.preset == "exit"

@@ -283,3 +283,29 @@ def test_convenience_module_sets_the_mode_and_checks_before_verl(workdir, monkey
     config = compose(workdir)
     main_ppo.main(config)
     assert handed == [config]
+
+
+def test_a_missing_embedder_package_fails_at_start(monkeypatch) -> None:
+    import importlib.util
+
+    from exit_verl.verl.settings import exit_settings
+
+    config = {
+        "algorithm": {"adv_estimator": "grpo"},
+        "actor_rollout_ref": {"rollout": {"n": 4}},
+        "trainer": {"use_v1": True, "v1": {}},
+        "exit": {"preset": "exit"},  # the paper's centroid bonus, MiniLM embeddings
+    }
+    assert exit_settings(config).curriculum.diversity_bonus == "centroid"
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sentence_transformers" else find_spec(name, *a),
+    )
+    with pytest.raises(ValueError, match="sentence-transformers"):
+        exit_settings(config)
+    config["exit"] = {"preset": "exit", "embedder": "hashing"}
+    assert exit_settings(config).curriculum.embedder == "hashing"
+    config["exit"] = {"preset": "grpo"}  # no bonus: nothing to embed
+    assert exit_settings(config).preset == "grpo"

