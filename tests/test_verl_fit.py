@@ -358,6 +358,7 @@ def test_multistep_validation_runs_through_verls_validate(data, tmp_path) -> Non
             tmp_path,
             "+exit.val_iterations=2",
             f"+exit.val_samples={samples}",
+            "actor_rollout_ref.rollout.val_kwargs.temperature=1.0",
             "trainer.val_before_train=True",
             "trainer.test_freq=2",
             "trainer.total_training_steps=2",

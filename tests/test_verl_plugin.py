@@ -213,6 +213,7 @@ def test_preset_and_overrides_come_from_exit_keys(workdir) -> None:
         ("+exit.p_replay=1.5", "p_replay"),
         ("exit.preset=bogus", "bogus"),
         ("+exit.val_iterations=-1", "val_iterations"),
+        ("+exit.val_iterations=2 +exit.val_samples=4", "val_kwargs.temperature"),
         ("algorithm.adv_estimator=gae", "group-based"),
         ("actor_rollout_ref.rollout.n=1", "rollout.n"),
         ("trainer.use_v1=false", "use_v1"),
@@ -223,7 +224,7 @@ def test_bad_settings_fail_with_the_key_named(workdir, override, message) -> Non
     from exit_verl.verl.settings import exit_settings
 
     with pytest.raises((ValueError, KeyError), match=message):
-        exit_settings(compose(workdir, override))
+        exit_settings(compose(workdir, *override.split()))
 
 
 def test_a_bad_setting_fails_before_verl_builds_anything(workdir, monkeypatch) -> None:

@@ -138,8 +138,8 @@ def default_val_rows() -> list[dict]:
 class ScriptedLLM:
     """verl's LLM server client, scripted. A response to "Tom has a apples and buys b more"
     is right or wrong by (a, b, session): base prompts give mixed groups (and always-right
-    groups when a % 4 == 3), improve prompts are always right. `filler` repeats a word to
-    make responses long. Prompts with FAIL_MARK fail in session 1."""
+    groups when a % 4 == 3), improve prompts are always right. `filler` (plus the session
+    index) repeats a word to make responses long. Prompts with FAIL_MARK fail in session 1."""
 
     def __init__(self, tokenizer: Any, filler: int = 0) -> None:
         self.tokenizer = tokenizer
@@ -158,7 +158,9 @@ class ScriptedLLM:
         improve = "We add" in prompt and "different" not in prompt
         right = improve or a % 4 == 3 or (a + b + session) % 3 != 0
         answer = a + b if right else a + b + 1
-        words = " ".join(["quokka"] * self.filler)
+        # Sessions word their answers differently (one filler word more per session), so the
+        # responses of a group differ also when they agree.
+        words = " ".join(["quokka"] * (self.filler + session))
         return f"We add {a} and {b}. {words} #### {answer}".replace("  ", " ")
 
     async def generate(

@@ -95,6 +95,12 @@ def exit_settings(config: Mapping[str, Any]) -> ExItSettings:
         raise ValueError(f"bad exit.* setting: {e}\nvalid exit keys: {', '.join(known)}") from None
     assert isinstance(curriculum, ExItConfig) and isinstance(plugin, PluginOptions)
     check_embedder_installed(curriculum)
+    temperature = config["actor_rollout_ref"]["rollout"].get("val_kwargs", {}).get("temperature", 0)
+    if plugin.val_samples > 1 and plugin.val_iterations > 0 and not temperature:
+        raise ValueError(
+            f"exit.val_samples={plugin.val_samples} chains per task are copies of each other "
+            "under greedy validation: set actor_rollout_ref.rollout.val_kwargs.temperature > 0"
+        )
     return ExItSettings(preset, domain, curriculum, plugin)
 
 
