@@ -267,6 +267,50 @@ def test_stock_entry_point_prints_verls_config_with_exit_settings() -> None:
     assert printed.algorithm.adv_estimator == "gae"  # verl's own defaults around it
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["py", "-m", "verl.trainer.main_ppo", "trainer.v1.trainer_mode=exit", "+exit.a=1"],
+         ["trainer.v1.trainer_mode=exit", "+exit.a=1"]),
+        (["py", "-X", "importtime", "-m", "verl.trainer.main_ppo", "--multirun",
+          "trainer.v1.trainer_mode=exit"], ["trainer.v1.trainer_mode=exit"]),
+        (["py", "/x/verl/trainer/main_ppo.py", "trainer.v1.trainer_mode=exit"],
+         ["trainer.v1.trainer_mode=exit"]),
+        (["py", "-m", "verl.trainer.main_ppo", "trainer.v1.trainer_mode=sync"], None),
+        (["py", "-m", "verl.trainer.main_ppo", "--cfg", "job", "trainer.v1.trainer_mode=exit"],
+         None),
+        (["py", "-m", "verl.trainer.main_ppo", "-cn", "mine", "trainer.v1.trainer_mode=exit"],
+         None),
+        (["py", "-m", "exit_verl.main_ppo", "trainer.v1.trainer_mode=exit"], None),
+        (["py", "-c", "import verl", "trainer.v1.trainer_mode=exit"], None),
+    ],
+)  # fmt: skip
+def test_driver_check_reads_verls_exit_mode_command_lines(argv, expected) -> None:
+    from exit_verl.verl.driver_check import command_line_overrides
+
+    assert command_line_overrides(argv) == expected
+
+
+def test_stock_entry_point_rejects_a_bad_setting_before_ray_starts() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "verl.trainer.main_ppo",
+            "trainer.v1.trainer_mode=exit",
+            "algorithm.adv_estimator=grpo",
+            "actor_rollout_ref.rollout.n=4",
+            "+exit.p_replay=1.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode != 0
+    assert "p_replay" in out.stderr and "nothing was started" in out.stderr
+    assert "ray init kwargs" not in out.stdout  # verl prints it right before ray.init
+
+
 def test_convenience_module_sets_the_mode_and_checks_before_verl(workdir, monkeypatch) -> None:
     import verl.trainer.main_ppo as verl_main
 

@@ -84,3 +84,9 @@ try:
 except Exception:
     logger.exception("exit-verl's verl plugin failed to load")
     raise
+
+# In the driver of `python -m verl.trainer.main_ppo ... trainer.v1.trainer_mode=exit`, the only
+# plugin code that runs before verl starts Ray: check the exit settings there (driver_check).
+from exit_verl.verl.driver_check import check_this_process  # noqa: E402
+
+check_this_process()
