@@ -175,21 +175,18 @@ impl Archive {
             self.log.push(u64::try_from(parent).ok());
         }
         let n = self.len();
-        let overflow = (n + m).saturating_sub(self.cfg.capacity);
-        let lowest = if overflow > 0 {
-            self.priorities.lowest(n.min(overflow + 1))
-        } else {
-            Vec::new()
-        };
-        let lowest_scores: Vec<f64> = lowest.iter().map(|c| c.score).collect();
+        let mut taken = Vec::new();
         let plan = planner::plan(
             scores,
             n,
             self.cfg.capacity,
             self.cfg.admission,
-            &lowest_scores,
+            self.priorities.lowest().map(|c| {
+                taken.push(c);
+                c.score
+            }),
         );
-        let victims = &lowest[..plan.victims];
+        let victims = &taken[..plan.victims];
         let arrivals: Vec<(u64, f64)> = plan
             .survivors
             .iter()

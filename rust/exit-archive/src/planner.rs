@@ -13,9 +13,12 @@
 //!   highest of what it has seen, so the E lowest of (residents + all new entries) leave. A
 //!   new entry among them was either rejected on arrival (below the lowest resident of that
 //!   moment) or admitted and evicted later; telling them apart replays only the low end.
+//!
+//! The residents are read lowest first and only as far as needed. New entries below every
+//! resident need no sorting: they leave before any resident, so a selection finds which.
 
 use crate::config::Admission;
-use crate::priorities::ascending_bits;
+use crate::priorities::{ascending_bits, sort_by_score};
 
 /// The outcome of inserting a batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,29 +33,16 @@ pub(crate) struct Plan {
     pub evicted_new: usize,
 }
 
-/// Batch positions sorted by (score, position): ties keep insertion order.
-fn by_score(scores: &[f64]) -> Vec<u32> {
-    let mut keys: Vec<(u64, u32)> = scores
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| (ascending_bits(s), i as u32))
-        .collect();
-    keys.sort_unstable();
-    keys.into_iter().map(|k| k.1).collect()
-}
-
-/// Plans inserting `scores` into `len` residents of capacity `capacity`. `lowest` holds the
-/// scores of the lowest residents in eviction order (score ascending, then id ascending), at
-/// least min(len, E + 1) of them where E = len + scores.len() − capacity.
+/// Plans inserting `scores` into `len` residents of capacity `capacity`; `residents` yields
+/// the residents' scores lowest first (score ascending, then id ascending).
 pub(crate) fn plan(
     scores: &[f64],
     len: usize,
     capacity: usize,
     admission: Admission,
-    lowest: &[f64],
+    residents: impl Iterator<Item = f64>,
 ) -> Plan {
     let m = scores.len();
-    let order = by_score(scores);
     let overflow = (len + m).saturating_sub(capacity);
     if overflow == 0 {
         return Plan {
@@ -60,63 +50,147 @@ pub(crate) fn plan(
             ..Plan::default()
         };
     }
-    debug_assert!(lowest.len() >= len.min(overflow + 1));
-    // Merge residents and candidate new entries in ascending order and take `overflow` of
-    // them; one more step of the merge gives the lowest survivor (for the replay below).
-    let last = (m - 1) as u32;
-    let candidates: Vec<u32> = match admission {
-        Admission::Always => order.iter().copied().filter(|&i| i != last).collect(),
-        Admission::NotBelowMin => order.clone(),
-    };
-    let mut removed_new = vec![false; m];
-    let mut low_end: Vec<Option<u32>> = Vec::with_capacity(overflow + 1); // None: a resident
-    let (mut a, mut b) = (0, 0);
-    while low_end.len() <= overflow {
-        let resident = lowest.get(a).map(|&s| ascending_bits(s));
-        let new = candidates
-            .get(b)
-            .map(|&i| ascending_bits(scores[i as usize]));
-        // On equal scores the resident goes first: its id is smaller.
+    let mut residents = residents.peekable();
+    let lowest_resident = residents.peek().map(|&s| ascending_bits(s));
+    let below_all = |i: usize| lowest_resident.map_or(true, |r| ascending_bits(scores[i]) < r);
+    let mut removed = vec![false; m];
+    let mut rejected = 0;
+    let mut candidates: Vec<u32> = Vec::with_capacity(m);
+    match admission {
+        Admission::Always => {
+            // The E lowest of residents and new entries but the last leave. When enough new
+            // entries lie below every resident, they are exactly the E lowest of those.
+            let low: Vec<u32> = (0..m as u32 - 1)
+                .filter(|&i| below_all(i as usize))
+                .collect();
+            if low.len() >= overflow {
+                let mut keyed: Vec<(u64, u32)> = low
+                    .iter()
+                    .map(|&i| (ascending_bits(scores[i as usize]), i))
+                    .collect();
+                if overflow < keyed.len() {
+                    keyed.select_nth_unstable(overflow - 1);
+                }
+                for &(_, i) in &keyed[..overflow] {
+                    removed[i as usize] = true;
+                }
+                return finish(m, 0, removed, 0, overflow);
+            }
+            candidates.extend((0..m as u32 - 1).filter(|&i| !below_all(i as usize)));
+            for &i in &low {
+                removed[i as usize] = true;
+            }
+            let taken = merge(scores, &candidates, &mut residents, overflow - low.len());
+            let victims = taken.iter().filter(|e| e.is_none()).count();
+            for i in taken.iter().flatten() {
+                removed[*i as usize] = true;
+            }
+            finish(m, victims, removed, 0, overflow - victims)
+        }
+        Admission::NotBelowMin => {
+            // Once full, the lowest resident only rises, so an entry arriving after the archive
+            // is full and scoring below the lowest of the residents and the fill entries is
+            // rejected without changing anything: drop those first.
+            let fill = capacity - len;
+            let floor = scores[..fill.min(m)]
+                .iter()
+                .map(|&s| ascending_bits(s))
+                .chain(lowest_resident)
+                .min();
+            let mut kept: Vec<u32> = Vec::with_capacity(m);
+            for i in 0..m {
+                let bits = ascending_bits(scores[i]);
+                if i >= fill && floor.is_some_and(|f| bits < f) {
+                    removed[i] = true;
+                    rejected += 1;
+                } else {
+                    kept.push(i as u32);
+                }
+            }
+            let overflow = (len + kept.len()).saturating_sub(capacity);
+            if overflow == 0 {
+                return finish(m, 0, removed, rejected, 0);
+            }
+            candidates.extend(&kept);
+            // One more than the entries that leave: the lowest one that stays.
+            let low_end = merge(scores, &candidates, &mut residents, overflow + 1);
+            let victims = low_end[..overflow].iter().filter(|e| e.is_none()).count();
+            for i in low_end[..overflow].iter().flatten() {
+                removed[*i as usize] = true;
+            }
+            let replayed = count_rejected(m, &kept, len, capacity, &low_end);
+            finish(
+                m,
+                victims,
+                removed,
+                rejected + replayed,
+                overflow - victims - replayed,
+            )
+        }
+    }
+}
+
+fn finish(
+    m: usize,
+    victims: usize,
+    removed: Vec<bool>,
+    rejected: usize,
+    evicted_new: usize,
+) -> Plan {
+    Plan {
+        victims,
+        survivors: (0..m as u32).filter(|&i| !removed[i as usize]).collect(),
+        rejected,
+        evicted_new,
+    }
+}
+
+/// The `count` lowest of the residents and the candidate new entries, ascending (None: the
+/// next resident; Some(i): new entry i). On equal scores the resident comes first: its id is
+/// smaller.
+fn merge(
+    scores: &[f64],
+    candidates: &[u32],
+    residents: &mut std::iter::Peekable<impl Iterator<Item = f64>>,
+    count: usize,
+) -> Vec<Option<u32>> {
+    let sorted = sort_by_score(candidates, |i| scores[i as usize]);
+    let mut out = Vec::with_capacity(count);
+    let mut b = 0;
+    while out.len() < count {
+        let resident = residents.peek().map(|&s| ascending_bits(s));
+        let new = sorted.get(b).map(|&i| ascending_bits(scores[i as usize]));
         match (resident, new) {
             (Some(r), Some(x)) if r <= x => {
-                low_end.push(None);
-                a += 1;
+                residents.next();
+                out.push(None);
             }
             (Some(_), None) => {
-                low_end.push(None);
-                a += 1;
+                residents.next();
+                out.push(None);
             }
             (_, Some(_)) => {
-                low_end.push(Some(candidates[b]));
+                out.push(Some(sorted[b]));
                 b += 1;
             }
             (None, None) => break,
         }
     }
-    let victims = low_end[..overflow].iter().filter(|e| e.is_none()).count();
-    for e in low_end[..overflow].iter().flatten() {
-        removed_new[*e as usize] = true;
-    }
-    let removed = overflow - victims;
-    let rejected = match admission {
-        Admission::Always => 0,
-        Admission::NotBelowMin => count_rejected(m, len, capacity, &low_end),
-    };
-    Plan {
-        victims,
-        survivors: (0..m as u32)
-            .filter(|&i| !removed_new[i as usize])
-            .collect(),
-        rejected,
-        evicted_new: removed - rejected,
-    }
+    out
 }
 
-/// Replays `NotBelowMin` insertions on the low end only. `low_end` lists, ascending, the
-/// entries that leave plus the lowest one that stays (None: a resident, Some(i): new entry i).
-/// Every entry above it is admitted on arrival, and the archive's lowest entry is always in
-/// `low_end` and only moves up once the archive is full, so one forward pointer tracks it.
-fn count_rejected(m: usize, len: usize, capacity: usize, low_end: &[Option<u32>]) -> usize {
+/// Replays `NotBelowMin` insertions of the `kept` entries on the low end only. `low_end`
+/// lists, ascending, the entries that leave plus the lowest one that stays (None: a
+/// resident, Some(i): new entry i). Every entry above it is admitted on arrival, and the
+/// archive's lowest entry is always in `low_end` and only moves up once the archive is full,
+/// so one forward pointer tracks it.
+fn count_rejected(
+    m: usize,
+    kept: &[u32],
+    len: usize,
+    capacity: usize,
+    low_end: &[Option<u32>],
+) -> usize {
     const HIGH: u32 = u32::MAX;
     let mut position = vec![HIGH; m];
     for (q, e) in low_end.iter().enumerate() {
@@ -128,7 +202,8 @@ fn count_rejected(m: usize, len: usize, capacity: usize, low_end: &[Option<u32>]
     let mut size = len;
     let mut lowest: Option<usize> = None;
     let mut rejected = 0;
-    for &q in &position {
+    for &i in kept {
+        let q = position[i as usize];
         if size < capacity {
             if q != HIGH {
                 present[q as usize] = true;
@@ -201,24 +276,34 @@ mod tests {
     #[test]
     fn matches_one_at_a_time_insertion() {
         let mut rng = Rng::new(5);
-        for case in 0..4000 {
+        for case in 0..6000 {
             let capacity = 1 + rng.below(12) as usize;
             let len = rng.below(capacity as u64 + 1) as usize;
-            let m = rng.below(25) as usize;
+            let m = if case % 10 == 0 {
+                100 + rng.below(200) as usize
+            } else {
+                rng.below(25) as usize
+            };
             let levels = 1 + rng.below(6); // few distinct scores: many ties
-            let mut draw = || rng.below(levels) as f64 - 1.0;
-            let residents: Vec<f64> = (0..len).map(|_| draw()).collect();
-            let scores: Vec<f64> = (0..m).map(|_| draw()).collect();
-            // Residents in eviction order, as the archive would list them.
+            let shift = rng.below(3) as f64; // new entries often below every resident
+            let mut draw = |offset: f64| rng.below(levels) as f64 - 1.0 - offset;
+            let residents: Vec<f64> = (0..len).map(|_| draw(0.0)).collect();
+            let scores: Vec<f64> = (0..m).map(|_| draw(shift)).collect();
+            // Residents in eviction order, as the archive lists them.
             let mut lowest: Vec<(f64, u64)> = residents
                 .iter()
                 .enumerate()
                 .map(|(i, &s)| (s, i as u64))
                 .collect();
             lowest.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
-            let lowest_scores: Vec<f64> = lowest.iter().map(|e| e.0).collect();
             for admission in [Admission::Always, Admission::NotBelowMin] {
-                let plan = plan(&scores, len, capacity, admission, &lowest_scores);
+                let plan = plan(
+                    &scores,
+                    len,
+                    capacity,
+                    admission,
+                    lowest.iter().map(|e| e.0),
+                );
                 let (expected, rejected, evicted_new) =
                     naive(&residents, &scores, capacity, admission);
                 let mut got: Vec<u64> = lowest[plan.victims..].iter().map(|e| e.1).collect();

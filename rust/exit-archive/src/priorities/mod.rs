@@ -13,14 +13,16 @@
 
 mod order;
 mod rank;
+mod sort;
 mod staleness;
 mod weights;
 
 use crate::config::{Config, Prioritization};
 use crate::prefetch::prefetch;
 use crate::rng::Rng;
-use order::{Key, OrderIndex};
+use order::{Key, OrderIndex, Position};
 use rank::RankTable;
+pub(crate) use sort::by_score as sort_by_score;
 use staleness::StalenessTree;
 use weights::WeightTree;
 
@@ -59,6 +61,98 @@ pub(crate) struct Candidate {
 fn sorted<T: Copy>(mut entries: Vec<(Key, T)>) -> Vec<(Key, T)> {
     entries.sort_unstable_by_key(|e| e.0);
     entries
+}
+
+/// Positions of entries listed in eviction order (score ascending, then id ascending),
+/// reordered into ascending rank-key order: the runs of equal scores in reverse, each run
+/// kept as it is.
+fn rank_order_of_eviction_order(len: usize, score: impl Fn(usize) -> f64) -> Vec<usize> {
+    let mut out = Vec::with_capacity(len);
+    let mut end = len;
+    while end > 0 {
+        let hi = ascending_bits(score(end - 1));
+        let mut start = end - 1;
+        while start > 0 && ascending_bits(score(start - 1)) == hi {
+            start -= 1;
+        }
+        out.extend(start..end);
+        end = start;
+    }
+    out
+}
+
+/// Residents in eviction order (score ascending, then id ascending), produced lazily: the
+/// order index is walked back from its last rank, a run of equal scores at a time (a run is
+/// reversed so that smaller ids come first); a run longer than `RUN_LIMIT` is walked forward
+/// from its start instead, so only the entries taken are read.
+pub(crate) struct Lowest<'a> {
+    order: &'a mut OrderIndex,
+    scores: &'a [f64],
+    /// Where the backward walk continues.
+    back: Option<Position>,
+    /// The current run, smallest id last.
+    pending: Vec<Candidate>,
+    /// A long run being walked forward: position, entries left, and the rank where the
+    /// backward walk resumes after it.
+    forward: Option<(Position, usize, Option<usize>)>,
+}
+
+const RUN_LIMIT: usize = 64;
+
+impl Lowest<'_> {
+    fn candidate(&self, pos: Position) -> Candidate {
+        let (key, slot) = self.order.at(pos);
+        Candidate {
+            score: self.scores[slot as usize],
+            id: key.1,
+            slot,
+        }
+    }
+}
+
+impl Iterator for Lowest<'_> {
+    type Item = Candidate;
+
+    fn next(&mut self) -> Option<Candidate> {
+        if let Some(c) = self.pending.pop() {
+            return Some(c);
+        }
+        if let Some((pos, left, resume)) = self.forward.take() {
+            let c = self.candidate(pos);
+            if left > 1 {
+                let next = self.order.next_position(pos).expect("the run continues");
+                self.forward = Some((next, left - 1, resume));
+            } else {
+                self.back = resume.map(|r| self.order.locate(r));
+            }
+            return Some(c);
+        }
+        let start = self.back?;
+        let hi = self.order.at(start).0 .0;
+        let mut pos = Some(start);
+        while let Some(p) = pos {
+            if self.order.at(p).0 .0 != hi {
+                break;
+            }
+            if self.pending.len() == RUN_LIMIT {
+                // A long run: walk it forward from its first entry instead.
+                self.pending.clear();
+                let first = self.order.rank_lower_bound(&(hi, 0));
+                let end = match hi.checked_add(1) {
+                    Some(next) => self.order.rank_lower_bound(&(next, 0)),
+                    None => self.order.len(),
+                };
+                let resume = first.checked_sub(1);
+                self.forward = Some((self.order.locate(first), end - first, resume));
+                return self.next();
+            }
+            let c = self.candidate(p);
+            self.pending.push(c);
+            pos = self.order.prev_position(p);
+        }
+        self.back = pos;
+        self.pending.pop()
+    }
 }
 
 #[derive(Clone)]
@@ -154,7 +248,7 @@ impl Priorities {
 
     /// The highest resident score.
     pub(crate) fn top_score(&self) -> Option<f64> {
-        (self.len() > 0).then(|| self.scores[self.order.select(0).1 as usize])
+        (self.len() > 0).then(|| self.scores[self.order.select_ref(0).1 as usize])
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
@@ -224,56 +318,16 @@ impl Priorities {
         }
     }
 
-    /// The first `count` residents in eviction order: score ascending, then id ascending.
-    pub(crate) fn lowest(&self, count: usize) -> Vec<Candidate> {
-        let count = count.min(self.len());
-        let mut out: Vec<Candidate> = Vec::with_capacity(count);
-        // Walk back from the lowest rank; a run of equal scores is listed backwards (largest
-        // id first), so it is reversed when complete.
-        let mut run: Vec<Candidate> = Vec::new();
-        let mut run_key = 0;
-        let mut overflowing_run = None;
-        self.order.walk_back_from(self.len(), &mut |key, slot| {
-            if !run.is_empty() && key.0 != run_key {
-                out.extend(run.drain(..).rev());
-                if out.len() >= count {
-                    return false;
-                }
-            }
-            run_key = key.0;
-            let score = self.scores[slot as usize];
-            run.push(Candidate {
-                score,
-                id: key.1,
-                slot,
-            });
-            if out.len() + run.len() > count {
-                // Only the smallest ids of this run are needed: they sit at its start.
-                overflowing_run = Some(key.0);
-                return false;
-            }
-            true
-        });
-        match overflowing_run {
-            Some(hi) => {
-                let start = self.order.rank_lower_bound(&(hi, 0));
-                self.order.walk_from(start, &mut |key, slot| {
-                    if out.len() == count {
-                        return false;
-                    }
-                    let score = self.scores[slot as usize];
-                    out.push(Candidate {
-                        score,
-                        id: key.1,
-                        slot,
-                    });
-                    true
-                });
-            }
-            None => out.extend(run.drain(..).rev()),
+    /// The residents in eviction order (score ascending, then id ascending), lazily.
+    pub(crate) fn lowest(&mut self) -> Lowest<'_> {
+        let back = (self.len() > 0).then(|| self.order.locate(self.len() - 1));
+        Lowest {
+            order: &mut self.order,
+            scores: &self.scores,
+            back,
+            pending: Vec::new(),
+            forward: None,
         }
-        out.truncate(count);
-        out
     }
 
     /// Takes out `victims` (a prefix of [`Priorities::lowest`]) and places `arrivals` (id,
@@ -298,20 +352,21 @@ impl Priorities {
                 None => (n0 + i - victims.len()) as u32,
             })
             .collect();
-        let gone = sorted(
-            victims
-                .iter()
-                .map(|v| (rank_key(v.score, v.id), ()))
-                .collect(),
-        );
-        let gone: Vec<Key> = gone.into_iter().map(|e| e.0).collect();
-        let new = sorted(
-            arrivals
-                .iter()
-                .zip(&slots)
-                .map(|(&(id, score), &slot)| (rank_key(score, id), slot))
-                .collect(),
-        );
+        let gone: Vec<Key> = rank_order_of_eviction_order(victims.len(), |i| victims[i].score)
+            .into_iter()
+            .map(|i| rank_key(victims[i].score, victims[i].id))
+            .collect();
+        // Arrivals come by ascending id: a stable sort by score gives eviction order.
+        let positions: Vec<u32> = (0..arrivals.len() as u32).collect();
+        let by_score = sort::by_score(&positions, |i| arrivals[i as usize].1);
+        let new: Vec<(Key, u32)> =
+            rank_order_of_eviction_order(by_score.len(), |i| arrivals[by_score[i] as usize].1)
+                .into_iter()
+                .map(|i| {
+                    let a = by_score[i] as usize;
+                    (rank_key(arrivals[a].1, arrivals[a].0), slots[a])
+                })
+                .collect();
         let bulk = (gone.len() + new.len()) * 8 >= n0.max(64);
         if bulk {
             self.order = merged_index(&self.order, &gone, &new);
@@ -428,8 +483,9 @@ impl Priorities {
         self.softmax_recentre();
     }
 
-    /// Draws `k` slots i.i.d. from the sampling law at `step` (nothing changes).
-    pub(crate) fn draw(&self, rng: &mut Rng, k: usize, step: u64) -> Vec<u32> {
+    /// Draws `k` slots i.i.d. from the sampling law at `step` (the law does not change; the
+    /// order index may sort a leaf it reads).
+    pub(crate) fn draw(&mut self, rng: &mut Rng, k: usize, step: u64) -> Vec<u32> {
         let n = self.len();
         let coef = self.staleness_coef;
         let stale_total = self.stale.total(step, n);

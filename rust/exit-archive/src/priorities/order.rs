@@ -1,28 +1,39 @@
 //! Order-statistics B+tree over unique `(u64, u64)` keys, each carrying a `u32` slot: select
-//! by rank, rank of a key, batched insertion and removal of sorted keys, in-order walks.
+//! by rank, rank of a key, batched insertion and removal of sorted keys, in-order walks and
+//! leaf-by-leaf positions for cursors.
 //!
-//! Batches descend once: the sorted keys are split among children by the separators, so each
-//! touched node is visited once per batch, and leaves are prefetched ahead of their turn.
+//! Built for batches on trees larger than the caches:
+//! - a batch descends once: sorted keys are split among children by the separators, and the
+//!   leaves it will visit are routed first and prefetched a few ahead of their turn;
+//! - a leaf keeps a sorted prefix and appends insertions unsorted after it, so an insertion
+//!   touches the leaf's header and one line at its end; the leaf is sorted when something
+//!   needs its order (a rank query, a removal, a split, a walk).
+//!
 //! Removal is lazy (empty nodes are unlinked, half-empty ones are not merged); the tree is
 //! rebuilt packed once its leaves are on average less than half full, which keeps the
 //! amortized cost O(log n) per key.
 
-use crate::prefetch::prefetch_range;
+use crate::prefetch::{prefetch, prefetch_range};
 
 pub(crate) type Key = (u64, u64);
 
-const LEAF_CAP: usize = 32;
+const LEAF_CAP: usize = 64;
 const INNER_CAP: usize = 64;
 /// Entries per node when nodes are built or split: room for inserts before the next split.
-const LEAF_FILL: usize = 24;
+const LEAF_FILL: usize = 48;
 const INNER_FILL: usize = 48;
-/// Leaves processed ahead of a prefetched one in batch walks.
+/// How many leaves ahead of the one being changed a batch prefetches.
 const PREFETCH_AHEAD: usize = 6;
+const NONE: u32 = u32::MAX;
 
 #[derive(Clone)]
-#[repr(align(64))]
+#[repr(C, align(64))]
 struct Leaf {
-    len: usize,
+    len: u32,
+    /// `keys[..sorted]` ascend; `keys[sorted..len]` were appended since and are unordered.
+    sorted: u32,
+    prev: u32,
+    next: u32,
     keys: [Key; LEAF_CAP],
     slots: [u32; LEAF_CAP],
 }
@@ -40,8 +51,112 @@ impl Leaf {
     fn empty() -> Self {
         Leaf {
             len: 0,
+            sorted: 0,
+            prev: NONE,
+            next: NONE,
             keys: [(0, 0); LEAF_CAP],
             slots: [0; LEAF_CAP],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Sorts the appended entries into the prefix.
+    fn normalize(&mut self) {
+        let (s, n) = (self.sorted as usize, self.len as usize);
+        if s == n {
+            return;
+        }
+        let mut tail: Vec<(Key, u32)> = (s..n).map(|i| (self.keys[i], self.slots[i])).collect();
+        tail.sort_unstable_by_key(|e| e.0);
+        // Merge from the back: the prefix moves up only as far as needed.
+        let (mut i, mut j, mut w) = (s, tail.len(), n);
+        while j > 0 {
+            w -= 1;
+            if i > 0 && self.keys[i - 1] > tail[j - 1].0 {
+                i -= 1;
+                self.keys[w] = self.keys[i];
+                self.slots[w] = self.slots[i];
+            } else {
+                j -= 1;
+                (self.keys[w], self.slots[w]) = tail[j];
+            }
+        }
+        self.sorted = self.len;
+    }
+
+    /// Appends sorted entries that fit.
+    fn append(&mut self, entries: &[(Key, u32)]) {
+        let n = self.len();
+        let still_sorted = self.sorted as usize == n && (n == 0 || self.keys[n - 1] < entries[0].0);
+        for (k, &(key, slot)) in entries.iter().enumerate() {
+            self.keys[n + k] = key;
+            self.slots[n + k] = slot;
+        }
+        self.len += entries.len() as u32;
+        if still_sorted {
+            self.sorted = self.len;
+        }
+    }
+
+    /// Number of keys below `key`.
+    fn count_below(&self, key: &Key) -> usize {
+        let s = self.sorted as usize;
+        self.keys[..s].partition_point(|k| k < key)
+            + self.keys[s..self.len()].iter().filter(|k| *k < key).count()
+    }
+
+    /// Index of a present key.
+    fn position(&self, key: &Key) -> Option<usize> {
+        let s = self.sorted as usize;
+        let at = self.keys[..s].partition_point(|k| k < key);
+        if at < s && self.keys[at] == *key {
+            return Some(at);
+        }
+        (s..self.len()).find(|&i| self.keys[i] == *key)
+    }
+
+    /// Removes present keys (ascending).
+    fn remove(&mut self, keys: &[Key]) {
+        let s = self.sorted as usize;
+        let (mut w, mut j, mut removed_sorted) = (0, 0, 0);
+        for r in 0..self.len() {
+            let key = self.keys[r];
+            let gone = if r < s {
+                while j < keys.len() && keys[j] < key {
+                    j += 1;
+                }
+                j < keys.len() && keys[j] == key
+            } else {
+                keys.binary_search(&key).is_ok()
+            };
+            if gone {
+                removed_sorted += usize::from(r < s);
+                continue;
+            }
+            self.keys[w] = key;
+            self.slots[w] = self.slots[r];
+            w += 1;
+        }
+        debug_assert_eq!(
+            self.len() - w,
+            keys.len(),
+            "removed a key that is not present"
+        );
+        self.len = w as u32;
+        self.sorted = (s - removed_sorted) as u32;
+    }
+
+    /// The leaf's entries in ascending order (a sorted copy when it has appended entries).
+    fn ordered(&self) -> std::borrow::Cow<'_, Leaf> {
+        if self.sorted == self.len {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            let mut copy = self.clone();
+            copy.normalize();
+            std::borrow::Cow::Owned(copy)
         }
     }
 }
@@ -69,6 +184,41 @@ impl Inner {
 
 /// A new node produced by a split: its first key, its index and its entry count.
 type Split = (Key, u32, u32);
+
+/// The leaves a batch will visit, in order, prefetched a few ahead of the one being changed.
+/// Routed before the batch changes anything; splits only add leaves after the visited ones,
+/// so the list stays right (and a prefetch is only a hint anyway). Two stages: the header
+/// line first, then, once the header is cached, the lines the change will touch.
+struct Lookahead {
+    leaves: Vec<u32>,
+    next: usize,
+}
+
+impl Lookahead {
+    fn step(&mut self, leaves: &[Leaf], whole: bool) {
+        if let Some(leaf) = self.leaves.get(self.next + 2 * PREFETCH_AHEAD) {
+            if let Some(leaf) = leaves.get(*leaf as usize) {
+                prefetch(leaf);
+            }
+        }
+        if let Some(leaf) = self.leaves.get(self.next + PREFETCH_AHEAD) {
+            if let Some(leaf) = leaves.get(*leaf as usize) {
+                if whole {
+                    prefetch_range(leaf);
+                } else {
+                    // An append writes at the end of the keys and slots.
+                    let n = leaf.len().min(LEAF_CAP - 1);
+                    prefetch(&leaf.keys[n]);
+                    prefetch(&leaf.slots[n]);
+                }
+            }
+        }
+        self.next += 1;
+    }
+}
+
+/// A position in the tree: a leaf and an index in it.
+pub(crate) type Position = (u32, usize);
 
 #[derive(Clone)]
 pub(crate) struct OrderIndex {
@@ -119,7 +269,7 @@ impl OrderIndex {
 
     fn alloc_leaf(&mut self) -> u32 {
         if let Some(i) = self.free_leaves.pop() {
-            self.leaves[i as usize].len = 0;
+            self.leaves[i as usize] = Leaf::empty();
             i
         } else {
             self.leaves.push(Leaf::empty());
@@ -137,21 +287,35 @@ impl OrderIndex {
         }
     }
 
-    /// The entry of rank `r` (0-based, ascending order). Panics if `r >= len`.
-    pub(crate) fn select(&self, mut r: usize) -> (Key, u32) {
+    /// The leaf holding rank `r` and the rank within it.
+    fn leaf_of_rank(&self, mut r: usize) -> (u32, usize) {
         assert!(r < self.len, "rank {r} out of range {}", self.len);
-        let mut node = self.root as usize;
+        let mut node = self.root;
         for _ in 0..self.height {
-            let inner = &self.inners[node];
+            let inner = &self.inners[node as usize];
             let mut i = 0;
             while r >= inner.counts[i] as usize {
                 r -= inner.counts[i] as usize;
                 i += 1;
             }
-            node = inner.children[i] as usize;
+            node = inner.children[i];
         }
-        let leaf = &self.leaves[node];
-        (leaf.keys[r], leaf.slots[r])
+        (node, r)
+    }
+
+    /// The entry of rank `r` (0-based, ascending order); sorts its leaf if needed.
+    pub(crate) fn select(&mut self, r: usize) -> (Key, u32) {
+        let (leaf, i) = self.leaf_of_rank(r);
+        let leaf = &mut self.leaves[leaf as usize];
+        leaf.normalize();
+        (leaf.keys[i], leaf.slots[i])
+    }
+
+    /// The entry of rank `r` without changing the tree.
+    pub(crate) fn select_ref(&self, r: usize) -> (Key, u32) {
+        let (leaf, i) = self.leaf_of_rank(r);
+        let leaf = self.leaves[leaf as usize].ordered();
+        (leaf.keys[i], leaf.slots[i])
     }
 
     /// Number of keys strictly smaller than `key`.
@@ -164,29 +328,23 @@ impl OrderIndex {
             acc += inner.counts[..i].iter().map(|&c| c as usize).sum::<usize>();
             node = inner.children[i] as usize;
         }
-        let leaf = &self.leaves[node];
-        acc + leaf.keys[..leaf.len].partition_point(|k| k < key)
+        acc + self.leaves[node].count_below(key)
     }
 
-    /// The leaf holding `key` (or where it would go) and the key's position in it.
-    fn find(&self, key: &Key) -> (usize, usize) {
+    fn leaf_for(&self, key: &Key) -> usize {
         let mut node = self.root as usize;
         for _ in 0..self.height {
             let inner = &self.inners[node];
             node = inner.children[inner.child_for(key)] as usize;
         }
-        let leaf = &self.leaves[node];
-        (node, leaf.keys[..leaf.len].partition_point(|k| k < key))
+        node
     }
 
     /// Changes the slot carried by a present key.
     pub(crate) fn set_slot(&mut self, key: &Key, slot: u32) {
-        let (leaf, at) = self.find(key);
+        let leaf = self.leaf_for(key);
         let leaf = &mut self.leaves[leaf];
-        assert!(
-            at < leaf.len && leaf.keys[at] == *key,
-            "set_slot of an absent key"
-        );
+        let at = leaf.position(key).expect("set_slot of an absent key");
         leaf.slots[at] = slot;
     }
 
@@ -197,7 +355,8 @@ impl OrderIndex {
             return;
         }
         let mut splits = Vec::new();
-        self.insert_into(self.root, self.height, entries, &mut splits);
+        let mut ahead = self.lookahead(entries.len(), |i| entries[i].0);
+        self.insert_into(self.root, self.height, entries, &mut splits, &mut ahead);
         self.len += entries.len();
         while !splits.is_empty() {
             // The root split: a new root over the old one and its new siblings.
@@ -213,35 +372,31 @@ impl OrderIndex {
 
     fn subtree_total(&self, node: u32, height: usize) -> u32 {
         if height == 0 {
-            self.leaves[node as usize].len as u32
+            self.leaves[node as usize].len
         } else {
             self.inners[node as usize].total()
         }
     }
 
+    /// Inserts sorted `entries` below `node`; new siblings of `node` go to `out`.
     fn insert_into(
         &mut self,
         node: u32,
         height: usize,
         entries: &[(Key, u32)],
         out: &mut Vec<Split>,
+        ahead: &mut Lookahead,
     ) {
         if height == 0 {
+            ahead.step(&self.leaves, false);
             return self.insert_into_leaf(node, entries, out);
         }
-        // Split the batch among the children, then visit them with leaves prefetched ahead.
-        let parts = self.partition(node, entries.len(), |i| entries[i].0);
+        let parts = self.partition(node, 0, entries.len(), |i| entries[i].0);
         let mut new_children: Vec<(usize, Vec<Split>)> = Vec::new();
-        for (p, &(i, start, end)) in parts.iter().enumerate() {
-            if height == 1 {
-                if let Some(&(j, _, _)) = parts.get(p + PREFETCH_AHEAD) {
-                    let leaf = self.inners[node as usize].children[j] as usize;
-                    prefetch_range(&self.leaves[leaf]);
-                }
-            }
+        for &(i, start, end) in &parts {
             let child = self.inners[node as usize].children[i];
             let mut splits = Vec::new();
-            self.insert_into(child, height - 1, &entries[start..end], &mut splits);
+            self.insert_into(child, height - 1, &entries[start..end], &mut splits, ahead);
             let moved: u32 = splits.iter().map(|s| s.2).sum();
             let inner = &mut self.inners[node as usize];
             inner.counts[i] = inner.counts[i] + (end - start) as u32 - moved;
@@ -264,22 +419,23 @@ impl OrderIndex {
         self.write_inner(node, &list, out);
     }
 
-    /// (child index, start, end) of each child's share of `len` sorted keys.
+    /// (child index, start, end) of each child's share of the sorted keys at positions
+    /// `start..end`.
     fn partition(
         &self,
         node: u32,
-        len: usize,
+        mut start: usize,
+        end: usize,
         key: impl Fn(usize) -> Key,
     ) -> Vec<(usize, usize, usize)> {
         let inner = &self.inners[node as usize];
         let mut parts = Vec::new();
-        let mut start = 0;
-        while start < len {
+        while start < end {
             let i = inner.child_for(&key(start));
-            let end = if i + 1 < inner.len {
+            let stop = if i + 1 < inner.len {
                 let sep = inner.seps[i + 1];
-                // First position at or after `start` whose key is >= sep.
-                let (mut lo, mut hi) = (start + 1, len);
+                // First position after `start` whose key is >= sep.
+                let (mut lo, mut hi) = (start + 1, end);
                 while lo < hi {
                     let mid = (lo + hi) / 2;
                     if key(mid) < sep {
@@ -290,12 +446,49 @@ impl OrderIndex {
                 }
                 lo
             } else {
-                len
+                end
             };
-            parts.push((i, start, end));
-            start = end;
+            parts.push((i, start, stop));
+            start = stop;
         }
         parts
+    }
+
+    /// Routes sorted keys to the leaves they visit, prefetching inner nodes on the way.
+    fn lookahead(&self, len: usize, key: impl Fn(usize) -> Key + Copy) -> Lookahead {
+        let mut leaves = Vec::new();
+        if len > 2 {
+            self.route(self.root, self.height, 0, len, key, &mut leaves);
+        }
+        for &l in leaves.iter().take(2 * PREFETCH_AHEAD) {
+            prefetch(&self.leaves[l as usize]);
+        }
+        Lookahead { leaves, next: 0 }
+    }
+
+    fn route(
+        &self,
+        node: u32,
+        height: usize,
+        start: usize,
+        end: usize,
+        key: impl Fn(usize) -> Key + Copy,
+        out: &mut Vec<u32>,
+    ) {
+        if height == 0 {
+            out.push(node);
+            return;
+        }
+        let parts = self.partition(node, start, end, key);
+        let children = &self.inners[node as usize].children;
+        for (p, &(i, s, e)) in parts.iter().enumerate() {
+            if height >= 2 {
+                if let Some(&(j, _, _)) = parts.get(p + PREFETCH_AHEAD) {
+                    prefetch_range(&self.inners[children[j] as usize]);
+                }
+            }
+            self.route(children[i], height - 1, s, e, key, out);
+        }
     }
 
     /// Writes a child list into `node`, splitting it into several inner nodes when it is too
@@ -325,29 +518,16 @@ impl OrderIndex {
 
     fn insert_into_leaf(&mut self, node: u32, entries: &[(Key, u32)], out: &mut Vec<Split>) {
         let leaf = &mut self.leaves[node as usize];
-        let total = leaf.len + entries.len();
+        let total = leaf.len() + entries.len();
         if total <= LEAF_CAP {
-            // Merge from the back, in place.
-            let (mut i, mut j, mut w) = (leaf.len, entries.len(), total);
-            while j > 0 {
-                w -= 1;
-                if i > 0 && leaf.keys[i - 1] > entries[j - 1].0 {
-                    i -= 1;
-                    leaf.keys[w] = leaf.keys[i];
-                    leaf.slots[w] = leaf.slots[i];
-                } else {
-                    j -= 1;
-                    leaf.keys[w] = entries[j].0;
-                    leaf.slots[w] = entries[j].1;
-                }
-            }
-            leaf.len = total;
+            leaf.append(entries);
             return;
         }
+        leaf.normalize();
         let mut merged: Vec<(Key, u32)> = Vec::with_capacity(total);
         let (mut i, mut j) = (0, 0);
-        while i < leaf.len || j < entries.len() {
-            if j == entries.len() || (i < leaf.len && leaf.keys[i] < entries[j].0) {
+        while i < leaf.len() || j < entries.len() {
+            if j == entries.len() || (i < leaf.len() && leaf.keys[i] < entries[j].0) {
                 merged.push((leaf.keys[i], leaf.slots[i]));
                 i += 1;
             } else {
@@ -355,19 +535,29 @@ impl OrderIndex {
                 j += 1;
             }
         }
+        let after = leaf.next;
         let mut start = 0;
+        let mut previous = node;
         for (p, size) in piece_sizes(total, total.div_ceil(LEAF_FILL)).enumerate() {
             let target = if p == 0 { node } else { self.alloc_leaf() };
             let leaf = &mut self.leaves[target as usize];
-            leaf.len = size;
+            leaf.len = size as u32;
+            leaf.sorted = size as u32;
             for (k, &(key, slot)) in merged[start..start + size].iter().enumerate() {
                 leaf.keys[k] = key;
                 leaf.slots[k] = slot;
             }
             if p > 0 {
+                leaf.prev = previous;
+                self.leaves[previous as usize].next = target;
                 out.push((merged[start].0, target, size as u32));
             }
+            previous = target;
             start += size;
+        }
+        self.leaves[previous as usize].next = after;
+        if after != NONE {
+            self.leaves[after as usize].prev = previous;
         }
     }
 
@@ -377,7 +567,8 @@ impl OrderIndex {
         if keys.is_empty() {
             return;
         }
-        self.remove_from(self.root, self.height, keys);
+        let mut ahead = self.lookahead(keys.len(), |i| keys[i]);
+        self.remove_from(self.root, self.height, keys, &mut ahead);
         self.len -= keys.len();
         // Collapse roots with a single child; an emptied root becomes an empty leaf.
         while self.height > 0 && self.inners[self.root as usize].len <= 1 {
@@ -398,34 +589,17 @@ impl OrderIndex {
         }
     }
 
-    fn remove_from(&mut self, node: u32, height: usize, keys: &[Key]) {
+    fn remove_from(&mut self, node: u32, height: usize, keys: &[Key], ahead: &mut Lookahead) {
         if height == 0 {
-            let leaf = &mut self.leaves[node as usize];
-            let (mut w, mut j) = (0, 0);
-            for r in 0..leaf.len {
-                if j < keys.len() && leaf.keys[r] == keys[j] {
-                    j += 1;
-                    continue;
-                }
-                leaf.keys[w] = leaf.keys[r];
-                leaf.slots[w] = leaf.slots[r];
-                w += 1;
-            }
-            assert_eq!(j, keys.len(), "removed a key that is not in the index");
-            leaf.len = w;
+            ahead.step(&self.leaves, true);
+            self.leaves[node as usize].remove(keys);
             return;
         }
-        let parts = self.partition(node, keys.len(), |i| keys[i]);
+        let parts = self.partition(node, 0, keys.len(), |i| keys[i]);
         let mut emptied = false;
-        for (p, &(i, start, end)) in parts.iter().enumerate() {
-            if height == 1 {
-                if let Some(&(j, _, _)) = parts.get(p + PREFETCH_AHEAD) {
-                    let leaf = self.inners[node as usize].children[j] as usize;
-                    prefetch_range(&self.leaves[leaf]);
-                }
-            }
+        for &(i, start, end) in &parts {
             let child = self.inners[node as usize].children[i];
-            self.remove_from(child, height - 1, &keys[start..end]);
+            self.remove_from(child, height - 1, &keys[start..end], ahead);
             let inner = &mut self.inners[node as usize];
             inner.counts[i] -= (end - start) as u32;
             emptied |= inner.counts[i] == 0;
@@ -455,6 +629,16 @@ impl OrderIndex {
 
     fn free_subtree(&mut self, node: u32, height: usize) {
         if height == 0 {
+            let (prev, next) = (
+                self.leaves[node as usize].prev,
+                self.leaves[node as usize].next,
+            );
+            if prev != NONE {
+                self.leaves[prev as usize].next = next;
+            }
+            if next != NONE {
+                self.leaves[next as usize].prev = prev;
+            }
             self.free_leaves.push(node);
             return;
         }
@@ -463,6 +647,54 @@ impl OrderIndex {
             self.free_subtree(c, height - 1);
         }
         self.free_inners.push(node);
+    }
+
+    /// The position of rank `r`, its leaf sorted.
+    pub(crate) fn locate(&mut self, r: usize) -> Position {
+        let (leaf, i) = self.leaf_of_rank(r);
+        self.leaves[leaf as usize].normalize();
+        (leaf, i)
+    }
+
+    /// The entry at a position (of a sorted leaf).
+    pub(crate) fn at(&self, (leaf, i): Position) -> (Key, u32) {
+        let leaf = &self.leaves[leaf as usize];
+        (leaf.keys[i], leaf.slots[i])
+    }
+
+    /// The position after `pos`, its leaf sorted; None at the end.
+    pub(crate) fn next_position(&mut self, (leaf, i): Position) -> Option<Position> {
+        let l = &self.leaves[leaf as usize];
+        if i + 1 < l.len() {
+            return Some((leaf, i + 1));
+        }
+        let mut next = l.next;
+        while next != NONE {
+            let l = &mut self.leaves[next as usize];
+            if l.len > 0 {
+                l.normalize();
+                return Some((next, 0));
+            }
+            next = l.next;
+        }
+        None
+    }
+
+    /// The position before `pos`, its leaf sorted; None at the start.
+    pub(crate) fn prev_position(&mut self, (leaf, i): Position) -> Option<Position> {
+        if i > 0 {
+            return Some((leaf, i - 1));
+        }
+        let mut prev = self.leaves[leaf as usize].prev;
+        while prev != NONE {
+            let l = &mut self.leaves[prev as usize];
+            if l.len > 0 {
+                l.normalize();
+                return Some((prev, l.len() - 1));
+            }
+            prev = l.prev;
+        }
+        None
     }
 
     /// Calls `f` on entries in ascending order from rank `from` until it returns false.
@@ -481,8 +713,8 @@ impl OrderIndex {
         f: &mut impl FnMut(Key, u32) -> bool,
     ) -> bool {
         if height == 0 {
-            let leaf = &self.leaves[node as usize];
-            return (skip..leaf.len).all(|i| f(leaf.keys[i], leaf.slots[i]));
+            let leaf = self.leaves[node as usize].ordered();
+            return (skip..leaf.len()).all(|i| f(leaf.keys[i], leaf.slots[i]));
         }
         let inner = &self.inners[node as usize];
         for i in 0..inner.len {
@@ -492,41 +724,6 @@ impl OrderIndex {
                 continue;
             }
             if !self.walk_node(inner.children[i], height - 1, skip, f) {
-                return false;
-            }
-            skip = 0;
-        }
-        true
-    }
-
-    /// Calls `f` on entries in descending order from rank `before - 1` until it returns false.
-    pub(crate) fn walk_back_from(&self, before: usize, f: &mut impl FnMut(Key, u32) -> bool) {
-        let before = before.min(self.len);
-        if before > 0 {
-            self.walk_back_node(self.root, self.height, self.len - before, f);
-        }
-    }
-
-    fn walk_back_node(
-        &self,
-        node: u32,
-        height: usize,
-        mut skip: usize,
-        f: &mut impl FnMut(Key, u32) -> bool,
-    ) -> bool {
-        if height == 0 {
-            let leaf = &self.leaves[node as usize];
-            let end = leaf.len - skip;
-            return (0..end).rev().all(|i| f(leaf.keys[i], leaf.slots[i]));
-        }
-        let inner = &self.inners[node as usize];
-        for i in (0..inner.len).rev() {
-            let c = inner.counts[i] as usize;
-            if skip >= c {
-                skip -= c;
-                continue;
-            }
-            if !self.walk_back_node(inner.children[i], height - 1, skip, f) {
                 return false;
             }
             skip = 0;
@@ -557,23 +754,22 @@ impl OrderIndex {
             return tree;
         }
         tree.leaves.clear();
-        let mut level: Vec<Split> = entries
-            .chunks(LEAF_FILL)
-            .map(|chunk| {
-                let mut leaf = Leaf::empty();
-                leaf.len = chunk.len();
-                for (k, &(key, slot)) in chunk.iter().enumerate() {
-                    leaf.keys[k] = key;
-                    leaf.slots[k] = slot;
-                }
-                tree.leaves.push(leaf);
-                (
-                    chunk[0].0,
-                    (tree.leaves.len() - 1) as u32,
-                    chunk.len() as u32,
-                )
-            })
-            .collect();
+        let chunks = entries.len().div_ceil(LEAF_FILL);
+        tree.leaves.reserve_exact(chunks);
+        let mut level: Vec<Split> = Vec::with_capacity(chunks);
+        for (c, chunk) in entries.chunks(LEAF_FILL).enumerate() {
+            let mut leaf = Leaf::empty();
+            leaf.len = chunk.len() as u32;
+            leaf.sorted = leaf.len;
+            leaf.prev = if c > 0 { c as u32 - 1 } else { NONE };
+            leaf.next = if c + 1 < chunks { c as u32 + 1 } else { NONE };
+            for (k, &(key, slot)) in chunk.iter().enumerate() {
+                leaf.keys[k] = key;
+                leaf.slots[k] = slot;
+            }
+            tree.leaves.push(leaf);
+            level.push((chunk[0].0, c as u32, chunk.len() as u32));
+        }
         let mut height = 0;
         while level.len() > 1 {
             level = level
@@ -607,17 +803,41 @@ impl OrderIndex {
             entries.windows(2).all(|w| w[0].0 < w[1].0),
             "keys out of order"
         );
-        self.check_node(self.root, self.height, None, None);
+        let mut leaves = Vec::new();
+        self.check_node(self.root, self.height, None, None, &mut leaves);
+        // The leaf chain visits the leaves in order.
+        for w in leaves.windows(2) {
+            assert_eq!(self.leaves[w[0] as usize].next, w[1], "leaf chain");
+            assert_eq!(self.leaves[w[1] as usize].prev, w[0], "leaf chain");
+        }
+        if let (Some(&first), Some(&last)) = (leaves.first(), leaves.last()) {
+            assert_eq!(self.leaves[first as usize].prev, NONE);
+            assert_eq!(self.leaves[last as usize].next, NONE);
+        }
     }
 
-    /// Returns the subtree's count; checks counts and that keys lie within [lo, hi).
-    fn check_node(&self, node: u32, height: usize, lo: Option<Key>, hi: Option<Key>) -> u32 {
+    /// Returns the subtree's count; checks counts, sorted prefixes and key ranges [lo, hi).
+    fn check_node(
+        &self,
+        node: u32,
+        height: usize,
+        lo: Option<Key>,
+        hi: Option<Key>,
+        leaves: &mut Vec<u32>,
+    ) -> u32 {
         if height == 0 {
             let leaf = &self.leaves[node as usize];
-            for k in &leaf.keys[..leaf.len] {
+            assert!(leaf.sorted <= leaf.len && leaf.len() <= LEAF_CAP);
+            let s = leaf.sorted as usize;
+            assert!(
+                leaf.keys[..s].windows(2).all(|w| w[0] < w[1]),
+                "leaf prefix order"
+            );
+            for k in &leaf.keys[..leaf.len()] {
                 assert!(lo.map_or(true, |lo| *k >= lo) && hi.map_or(true, |hi| *k < hi));
             }
-            return leaf.len as u32;
+            leaves.push(node);
+            return leaf.len;
         }
         let inner = &self.inners[node as usize];
         assert!(inner.len >= 1);
@@ -628,7 +848,7 @@ impl OrderIndex {
             } else {
                 hi
             };
-            let c = self.check_node(inner.children[i], height - 1, lo, hi);
+            let c = self.check_node(inner.children[i], height - 1, lo, hi, leaves);
             assert_eq!(c, inner.counts[i], "stale subtree count");
         }
         inner.total()
@@ -685,9 +905,13 @@ mod tests {
                 let expected: Vec<(Key, u32)> = model.iter().map(|(&k, &s)| (k, s)).collect();
                 assert_eq!(tree.entries(), expected);
                 for (r, (k, s)) in expected.iter().enumerate().step_by(13) {
-                    assert_eq!(tree.select(r), (*k, *s));
+                    assert_eq!(tree.select_ref(r), (*k, *s));
                     assert_eq!(tree.rank_lower_bound(k), r);
                 }
+                for (r, (k, s)) in expected.iter().enumerate().step_by(31) {
+                    assert_eq!(tree.select(r), (*k, *s));
+                }
+                tree.check();
             }
         }
         let all: Vec<Key> = model.keys().copied().collect();
@@ -699,24 +923,34 @@ mod tests {
     }
 
     #[test]
-    fn walks_and_slots() {
+    fn positions_walk_the_leaf_chain_and_slots_change() {
         let entries: Vec<(Key, u32)> = (0..5000u64).map(|i| ((i / 3, i), i as u32)).collect();
         let mut tree = OrderIndex::from_sorted(&entries);
+        // Unsorted appends in some leaves, then walks in both directions.
+        let extra: Vec<(Key, u32)> = (0..500u64).map(|i| ((i * 5, 10_000 + i), 9)).collect();
+        tree.insert_sorted(&extra);
         tree.check();
-        assert_eq!(tree.rank_lower_bound(&(100, 0)), 300);
-        let mut seen = Vec::new();
-        tree.walk_from(4990, &mut |k, _| {
-            seen.push(k.1);
-            true
-        });
-        assert_eq!(seen, (4990..5000).collect::<Vec<u64>>());
-        seen.clear();
-        tree.walk_back_from(20, &mut |k, _| {
-            seen.push(k.1);
-            seen.len() < 5
-        });
-        assert_eq!(seen, vec![19, 18, 17, 16, 15]);
+        let all = tree.entries();
+        assert_eq!(
+            tree.rank_lower_bound(&(100, 0)),
+            all.partition_point(|e| e.0 < (100, 0))
+        );
+        let mut pos = tree.locate(17);
+        for expected in &all[18..] {
+            pos = tree.next_position(pos).expect("not at the end");
+            assert_eq!(tree.at(pos), *expected);
+        }
+        assert!(tree.next_position(pos).is_none());
+        for r in (0..all.len() - 1).rev() {
+            pos = tree.prev_position(pos).expect("not at the start");
+            assert_eq!(tree.at(pos), all[r]);
+        }
+        assert!(tree.prev_position(pos).is_none());
         tree.set_slot(&(10, 31), 99);
-        assert_eq!(tree.select(31), ((10, 31), 99));
+        assert_eq!(
+            tree.select_ref(tree.rank_lower_bound(&(10, 31))),
+            ((10, 31), 99)
+        );
+        tree.check();
     }
 }
