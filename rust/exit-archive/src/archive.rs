@@ -133,6 +133,19 @@ impl Archive {
 
     /// The slot of a resident id: its log entry names the slot it was placed in last, which
     /// holds it iff it is still resident (ids are never reused).
+    /// Slots of resident ids (None for any other id), with the log prefetched ahead.
+    fn slots_of(&self, ids: &[u64]) -> Result<Vec<usize>> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, &id)| {
+                if let Some(&ahead) = ids.get(i + 8) {
+                    self.log.prefetch(ahead as i64);
+                }
+                self.slot_of(id).ok_or(Error::UnknownId(id))
+            })
+            .collect()
+    }
+
     pub(crate) fn slot_of(&self, id: u64) -> Option<usize> {
         let slot = self.log.get(id)?.slot as usize;
         (slot < self.len() && self.residents.id(slot) == id).then_some(slot)
@@ -172,6 +185,9 @@ impl Archive {
         self.log.reserve(m);
         for i in 0..m {
             let parent = parents.map_or(-1, |p| p[i]);
+            if let Some(&ahead) = parents.and_then(|p| p.get(i + 16)) {
+                self.log.prefetch(ahead);
+            }
             self.log.push(u64::try_from(parent).ok());
         }
         let n = self.len();
@@ -217,7 +233,7 @@ impl Archive {
     /// Sets new scores of resident ids (repeated ids apply in order: the last one wins).
     pub fn update_scores(&mut self, ids: &[u64], scores: &[f64]) -> Result<()> {
         validate::same_length(ids.len(), scores.len())?;
-        let slots = validate::resident(ids, |id| self.slot_of(id))?;
+        let slots = self.slots_of(ids)?;
         validate::scores(scores, self.cfg.prioritization)?;
         let mut changes: Vec<(u32, u64, f64)> = Vec::with_capacity(ids.len());
         if ids.len() == 1 {
@@ -242,7 +258,7 @@ impl Archive {
 
     /// Removes resident entries (their lineage is kept).
     pub fn remove(&mut self, ids: &[u64]) -> Result<()> {
-        validate::resident(ids, |id| self.slot_of(id))?;
+        self.slots_of(ids)?;
         validate::distinct(ids, "remove")?;
         for &id in ids {
             let slot = self.slot_of(id).expect("checked resident");
@@ -272,7 +288,10 @@ impl Archive {
         let slots = self.priorities.draw(&mut self.rng, k, step);
         self.priorities.touch(&slots, step);
         let mut out = Vec::with_capacity(k);
-        for &slot in &slots {
+        for (i, &slot) in slots.iter().enumerate() {
+            if let Some(&ahead) = slots.get(i + 8) {
+                self.residents.prefetch(ahead as usize);
+            }
             self.residents.mark_sampled(slot as usize);
             out.push(self.residents.id(slot as usize));
         }
@@ -301,7 +320,7 @@ impl Archive {
 
     /// Payloads of resident ids.
     pub fn get(&self, ids: &[u64]) -> Result<Vec<&[u8]>> {
-        let slots = validate::resident(ids, |id| self.slot_of(id))?;
+        let slots = self.slots_of(ids)?;
         Ok(slots
             .into_iter()
             .map(|s| self.residents.payload(s))
@@ -310,7 +329,7 @@ impl Archive {
 
     /// Score, lineage, steps and sample count of resident ids.
     pub fn info(&self, ids: &[u64]) -> Result<Vec<EntryInfo>> {
-        let slots = validate::resident(ids, |id| self.slot_of(id))?;
+        let slots = self.slots_of(ids)?;
         Ok(ids
             .iter()
             .zip(slots)

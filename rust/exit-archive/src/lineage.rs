@@ -98,6 +98,20 @@ impl LineageLog {
         }
     }
 
+    /// Hints that the record of `id` (any i64 from the caller; ignored when not a kept id)
+    /// will be read soon.
+    #[inline]
+    pub(crate) fn prefetch(&self, id: i64) {
+        if let Some(i) = u64::try_from(id)
+            .ok()
+            .and_then(|id| id.checked_sub(self.base))
+        {
+            if let Some(r) = self.records.get(i as usize) {
+                crate::prefetch::prefetch(r);
+            }
+        }
+    }
+
     /// Appends the record of a new id: a root when `parent` is None, else a child of a kept
     /// record (the caller has checked that it exists).
     pub(crate) fn push(&mut self, parent: Option<u64>) {

@@ -114,11 +114,12 @@ impl Residents {
     ) {
         let dim = self.dim;
         for (j, (&slot, (id, payload, row))) in slots.iter().zip(items).enumerate() {
-            if let Some(&ahead) = slots.get(j + 4) {
-                if let Some(r) = self.records.get(ahead as usize) {
-                    prefetch(r);
-                    prefetch(self.bytes.as_ptr().wrapping_add(r.offset as usize));
-                }
+            // Two stages: the record first, then (once it is cached) the payload it points to.
+            if let Some(r) = slots.get(j + 8).and_then(|&s| self.records.get(s as usize)) {
+                prefetch(r);
+            }
+            if let Some(r) = slots.get(j + 4).and_then(|&s| self.records.get(s as usize)) {
+                prefetch(self.bytes.as_ptr().wrapping_add(r.offset as usize));
             }
             let s = slot as usize;
             if s == self.records.len() {
@@ -147,6 +148,14 @@ impl Residents {
             }
         }
         self.maybe_compact();
+    }
+
+    /// Hints that the record of `slot` will be used soon.
+    #[inline]
+    pub(crate) fn prefetch(&self, slot: usize) {
+        if let Some(r) = self.records.get(slot) {
+            prefetch(r);
+        }
     }
 
     pub(crate) fn mark_sampled(&mut self, slot: usize) {

@@ -99,13 +99,6 @@ pub(crate) fn add(
     }
 }
 
-/// Ids that must all be resident (`slot` finds them).
-pub(crate) fn resident(ids: &[u64], slot: impl Fn(u64) -> Option<usize>) -> Result<Vec<usize>> {
-    ids.iter()
-        .map(|&id| slot(id).ok_or(Error::UnknownId(id)))
-        .collect()
-}
-
 pub(crate) fn distinct(ids: &[u64], what: &str) -> Result<()> {
     if ids.len() > 1 {
         let mut seen = HashSet::with_capacity(ids.len());

@@ -412,7 +412,13 @@ impl Priorities {
         let gone: Vec<Key> = sorted(
             changes
                 .iter()
-                .map(|&(slot, id, _)| (rank_key(self.scores[slot as usize], id), ()))
+                .enumerate()
+                .map(|(i, &(slot, id, _))| {
+                    if let Some(&(ahead, _, _)) = changes.get(i + 8) {
+                        prefetch(&self.scores[ahead as usize]);
+                    }
+                    (rank_key(self.scores[slot as usize], id), ())
+                })
                 .collect(),
         )
         .into_iter()
@@ -445,7 +451,10 @@ impl Priorities {
 
     /// Marks drawn slots as sampled at `step`.
     pub(crate) fn touch(&mut self, slots: &[u32], step: u64) {
-        for &slot in slots {
+        for (i, &slot) in slots.iter().enumerate() {
+            if let Some(&ahead) = slots.get(i + 8) {
+                prefetch(&self.last[ahead as usize]);
+            }
             let s = slot as usize;
             let old = self.last[s];
             if old != step {
