@@ -36,6 +36,7 @@ RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["keep", "forget"])
 def test_ten_million_inserts_keep_memory_flat(mode: str) -> None:
     out = subprocess.run(
