@@ -95,6 +95,10 @@ impl ArchiveCore {
         }
     }
 
+    fn dim(&self, py: Python<'_>) -> Option<usize> {
+        self.read(py, |a| a.config().embedding_dim)
+    }
+
     fn read<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Archive) -> T + Send) -> T {
         py.detach(|| f(&self.inner.read().unwrap_or_else(|e| e.into_inner())))
     }
@@ -287,7 +291,8 @@ impl ArchiveCore {
         queries: Queries<'py>,
         k: Count,
     ) -> PyResult<Array1<'py, f32>> {
-        let (q, k) = (queries.0.values(), usize_of(k));
+        let q = queries.values_for(self.dim(py))?;
+        let k = usize_of(k);
         let out = self.read(py, |a| a.novelty(&q, k)).map_err(to_py)?;
         Ok(out.into_pyarray(py))
     }
@@ -301,7 +306,8 @@ impl ArchiveCore {
         nprobe: Count,
         nlist: Option<Count>,
     ) -> PyResult<Array1<'py, f32>> {
-        let (q, k, nprobe) = (queries.0.values(), usize_of(k), usize_of(nprobe));
+        let q = queries.values_for(self.dim(py))?;
+        let (k, nprobe) = (usize_of(k), usize_of(nprobe));
         let out = self.with_index(py, nlist.map(usize_of), |a, ix| {
             ix.novelty(a, &q, k, nprobe)
         })?;
@@ -317,7 +323,8 @@ impl ArchiveCore {
         nprobe: Count,
         nlist: Option<Count>,
     ) -> PyResult<(f64, usize)> {
-        let (q, k, nprobe) = (queries.0.values(), usize_of(k), usize_of(nprobe));
+        let q = queries.values_for(self.dim(py))?;
+        let (k, nprobe) = (usize_of(k), usize_of(nprobe));
         self.with_index(py, nlist.map(usize_of), |a, ix| {
             Ok((ix.recall(a, &q, k, nprobe)?, ix.nlist()))
         })

@@ -154,6 +154,22 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Rows<'py> {
 /// Novelty queries: one vector or a 2-D array of them, as float32.
 pub(crate) struct Queries<'py>(pub Array<'py, f32, IxDyn>);
 
+impl Queries<'_> {
+    /// The flat values, once the width of a 2-D array matches `dim` (a 1-D array is one query;
+    /// the crate checks its length).
+    pub(crate) fn values_for(&self, dim: Option<usize>) -> PyResult<Cow<'_, [f32]>> {
+        let shape = self.0.shape();
+        if let (2, Some(dim)) = (shape.len(), dim) {
+            if shape[1] != dim {
+                return Err(PyValueError::new_err(format!(
+                    "queries must have shape (q, {dim}), got {shape:?}"
+                )));
+            }
+        }
+        Ok(self.0.values())
+    }
+}
+
 impl<'a, 'py> FromPyObject<'a, 'py> for Queries<'py> {
     type Error = PyErr;
 
