@@ -90,7 +90,8 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+/// Sort timings in CPU time (`cargo test --release -- --ignored --nocapture time_sort`).
+#[cfg(all(test, target_os = "linux"))]
 mod timing {
     use super::*;
     use crate::rng::Rng;
