@@ -32,6 +32,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy.stubtest exit_verl._archive
 
 test-rust:
 	cargo test -p exit-archive --release

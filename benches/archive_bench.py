@@ -32,11 +32,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from naive_archive import NaiveNumpyArchive  # noqa: E402
 from numpy_archive import NumpyArchive  # noqa: E402
 
 from exit_verl import TaskArchive  # noqa: E402
 
-SECTIONS = ("step", "novelty", "memory", "snapshot", "small")
+SECTIONS = ("step", "novelty", "minilm", "memory", "snapshot", "small")
 SAMPLE, CHILDREN, PAYLOAD_SMALL, PAYLOAD_BIG, DIM, K = 512, 4096, 64, 1024, 384, 8
 THREADS = os.cpu_count() or 1
 
@@ -92,6 +93,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 
@@ -173,73 +175,101 @@ def cpprb_step(rb: Any, inp: StepInputs) -> None:
     rb.add(obs=inp.obs, priorities=child_scores)
 
 
-def step_ms(fn: Callable[[], Any], steps: int, warmup: int = 3) -> tuple[float, float]:
-    """(median, mean) ms over exactly `steps` timed steps after `warmup` untimed ones."""
+def step_ms(fn: Callable[[], Any], steps: int, budget_s: float, warmup: int = 3) -> float:
+    """Median ms over `steps` timed steps after `warmup` untimed ones; a slow implementation
+    stops after `budget_s` seconds (at least 5 steps)."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(steps):
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < steps and (len(times) < 5 or time.perf_counter() - start < budget_s):
         t0 = time.perf_counter()
         fn()
         times.append(1e3 * (time.perf_counter() - t0))
-    return statistics.median(times), statistics.fmean(times)
+    return statistics.median(times)
+
+
+MODES = ("rank", "proportional", "softmax")
+ADMISSIONS = ("always", "not_below_min")
+
+
+def timed_fill(make: Callable[[], Any], n: int, inp: StepInputs) -> Any:
+    arc = make()
+    fill_archive(arc, n, inp.payloads)
+    return arc
 
 
 def step_case(n: int, inp: StepInputs, steps: int) -> dict[str, float]:
-    opts: dict[str, Any] = {"prioritization": "rank", "staleness_coef": 0.1, "seed": 0}
-    ours = TaskArchive(n, **opts)
-    anchor = NumpyArchive(n, **opts)
-    log(f"step: filling N={n}")
-    fill_archive(ours, n, inp.payloads)
-    fill_archive(anchor, n, inp.payloads)
-    rb = make_cpprb(n, inp)
-    log(f"step: timing N={n}")
+    """Every implementation runs the same step count from a fresh fill (the cost per step
+    depends on how much of the fill has turned over), except that slow anchors stop early."""
     r: dict[str, float] = {}
-    # The same number of steps for everyone: the archive's state (how much of the initial fill
-    # has turned over) and so the cost per step depend on how many steps ran.
-    for name, fn in (
-        ("ours", lambda: exit_step(ours, inp)),
-        ("numpy", lambda: exit_step(anchor, inp)),
-        ("cpprb", lambda: cpprb_step(rb, inp)),
-    ):
-        r[f"{name}_ms"], r[f"{name}_mean_ms"] = step_ms(fn, steps)
-    assert len(ours) == n and len(anchor) == n
+    budget = 3.0
+    log(f"step: N={n} cpprb")
+    rb = make_cpprb(n, inp)
+    r["cpprb"] = step_ms(lambda rb=rb: cpprb_step(rb, inp), steps, budget)
+    del rb
+    for mode in MODES:
+        opts: dict[str, Any] = {"prioritization": mode, "staleness_coef": 0.1, "seed": 0}
+        for name, cls in (("naive", NaiveNumpyArchive), ("numpy", NumpyArchive)):
+            if name == "numpy" and mode == "softmax":
+                continue  # the reference archive has rank and proportional only
+            log(f"step: N={n} {name} {mode}")
+            anchor = timed_fill(lambda cls=cls, opts=opts: cls(n, **opts), n, inp)
+            r[f"{name}/{mode}"] = step_ms(lambda a=anchor: exit_step(a, inp), steps, budget)
+            del anchor
+            gc.collect()
+        for admission in ADMISSIONS:
+            log(f"step: N={n} ours {mode} {admission}")
+            ours = timed_fill(
+                lambda adm=admission, o=opts: TaskArchive(n, admission=adm, **o), n, inp
+            )
+            r[f"ours/{mode}/{admission}"] = step_ms(lambda a=ours: exit_step(a, inp), steps, 60.0)
+            del ours
+            gc.collect()
     return r
 
 
 def bench_step(quick: bool) -> dict[str, Any]:
     sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
-    steps = {10_000: 100, 100_000: 50} if quick else {10_000: 300, 100_000: 200, 1_000_000: 100}
+    steps = {10_000: 60, 100_000: 30} if quick else {10_000: 300, 100_000: 200, 1_000_000: 100}
     inp = StepInputs()
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {str(n): step_case(n, inp, steps[n]) for n in sizes}
     rows = []
+    for mode in MODES:
+        for admission in ADMISSIONS:
+            key = f"ours/{mode}/{admission}"
+            row = [f"{mode} / {admission}"]
+            for n in sizes:
+                r = results[str(n)]
+                anchors = {k: v for k, v in r.items() if k == "cpprb" or k.endswith(f"/{mode}")}
+                best = min(anchors, key=anchors.get)
+                row += [
+                    f"{r[key]:.3f}",
+                    f"{anchors[best]:.3f} ({best.split('/')[0]})",
+                    f"{anchors[best] / r[key]:.2f}x",
+                ]
+            growth = results[str(sizes[-1])][key] / results[str(sizes[0])][key]
+            results[f"growth/{mode}/{admission}"] = growth
+            rows.append([*row, f"{growth:.2f}"])
+    header = ["mode / admission"]
     for n in sizes:
-        r = step_case(n, inp, steps[n])
-        results[str(n)] = r
-        fastest = min(r["numpy_ms"], r["cpprb_ms"])
-        rows.append(
-            [
-                f"{n:.0e}",
-                f"{r['ours_ms']:.3f}",
-                f"{r['numpy_ms']:.3f}",
-                f"{r['cpprb_ms']:.3f}",
-                f"{r['numpy_ms'] / r['ours_ms']:.1f}x",
-                f"{r['cpprb_ms'] / r['ours_ms']:.1f}x",
-                f"{fastest / r['ours_ms']:.1f}x",
-            ]
-        )
-        gc.collect()
-    growth = results[str(sizes[-1])]["ours_ms"] / results[str(sizes[0])]["ours_ms"]
-    results["ours_growth"] = growth
+        header += [f"ours {n:.0e}", f"fastest anchor {n:.0e}", f"anchor/ours {n:.0e}"]
+    header.append(f"ours {sizes[-1]:.0e}/{sizes[0]:.0e}")
     table(
-        f"ExIt step: sample {SAMPLE} + update {SAMPLE} + add {CHILDREN} with eviction; "
-        f"median ms/step over {'/'.join(str(steps[n]) for n in sizes)} steps after the fill "
-        "(ratio = anchor / ours)",
-        ["N", "ours", "numpy", "cpprb*", "numpy/ours", "cpprb/ours", "fastest/ours"],
+        f"ExIt step: sample {SAMPLE} + update {SAMPLE} + add {CHILDREN} with eviction, "
+        "staleness 0.1, archive full; median ms/step (ratio = fastest anchor / ours; "
+        "target >= 3x and growth <= 2)",
+        header,
         rows,
     )
-    print(f"ours at N={sizes[-1]:.0e} / at N={sizes[0]:.0e}: {growth:.2f}x")
-    print("* cpprb overwrites FIFO: no score eviction, no rank, no staleness, no lineage.")
+    anchor_rows = [
+        [k, *[f"{results[str(n)].get(k, float('nan')):.3f}" for n in sizes]]
+        for k in sorted({k for n in sizes for k in results[str(n)]})
+        if not k.startswith("ours")
+    ]
+    table("Step anchors (median ms/step)", ["anchor", *[f"{n:.0e}" for n in sizes]], anchor_rows)
+    print("cpprb overwrites FIFO (no score eviction, rank, staleness or lineage); naive numpy")
+    print("replaces the batch-size lowest residents (not one at a time) and keeps no lineage.")
     return results
 
 
@@ -374,6 +404,166 @@ def ours_approximate(arc: TaskArchive, queries: np.ndarray, reps: int) -> dict[s
         "ours_approx_build_ms": build_ms,
         "ours_approx_recall": float(arc.novelty_recall(queries, k=K)),
     }
+
+
+def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
+    return recall(found, exact)
+
+
+def first_reaching(target: float, params: list[int], recall_of: Callable[[int], float]) -> tuple:
+    """The smallest parameter whose recall reaches `target` (else the largest), and its recall."""
+    for p in params:
+        r = recall_of(p)
+        if r >= target:
+            return p, r
+    return params[-1], r
+
+
+def bench_novelty_minilm(quick: bool) -> dict[str, Any]:
+    """Approximate novelty on real sentence embeddings: MiniLM over generated task text.
+    Every index is tuned to recall@8 >= 0.95 against the exact search, then timed on the
+    whole workload: insert N, delete 10%, query 4096."""
+    import faiss
+    import hnswlib
+    from minilm_texts import embeddings
+
+    faiss.omp_set_num_threads(THREADS)
+    n, nq = (5_000, 512) if quick else (20_000, 4096)
+    log(f"novelty/minilm: embedding {n + nq} texts (cached after the first run)")
+    emb = embeddings(n + nq)
+    rows, queries = emb[:n], emb[n:]
+    gone = np.arange(0, n, 10)  # 10% deleted
+    kept = np.setdiff1d(np.arange(n), gone)
+    target = 0.95
+    flat = faiss.IndexFlatL2(rows.shape[1])
+    flat.add(rows[kept])
+    _, exact = flat.search(queries, K)
+    exact = kept[exact]
+    results: dict[str, Any] = {"n": n, "queries": nq}
+
+    def timed(fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return 1e3 * (time.perf_counter() - t0)
+
+    # Exact anchor: faiss IndexFlatL2 (insert, delete by rebuilding without the gone rows).
+    def flat_run() -> dict[str, float]:
+        ix = faiss.IndexFlatL2(rows.shape[1])
+        ins = timed(lambda: ix.add(rows))
+        dele = timed(lambda: ix.remove_ids(gone.astype(np.int64)))
+        qry = median_ms(lambda: ix.search(queries, K), 3, 0, warmup=1)
+        return {"insert_ms": ins, "delete_ms": dele, "query_ms": qry, "recall": 1.0}
+
+    results["faiss_flat"] = flat_run()
+
+    def faiss_ivf(nprobe: int, run: bool) -> Any:
+        quant = faiss.IndexFlatL2(rows.shape[1])
+        ix = faiss.IndexIVFFlat(quant, rows.shape[1], max(1, int(4 * np.sqrt(n))))
+        ins = timed(lambda: (ix.train(rows), ix.add(rows)))
+        dele = timed(lambda: ix.remove_ids(gone.astype(np.int64)))
+        ix.nprobe = nprobe
+        if not run:
+            return recall_at(ix.search(queries, K)[1], exact)
+        qry = median_ms(lambda: ix.search(queries, K), 3, 0, warmup=1)
+        rec = recall_at(ix.search(queries, K)[1], exact)
+        return {
+            "insert_ms": ins,
+            "delete_ms": dele,
+            "query_ms": qry,
+            "recall": rec,
+            "nprobe": nprobe,
+        }
+
+    p, _ = first_reaching(target, [1, 2, 4, 8, 16, 32, 64, 128], lambda q: faiss_ivf(q, False))
+    results["faiss_ivf"] = faiss_ivf(p, True)
+
+    def hnsw(ef: int) -> dict[str, float]:
+        ix = hnswlib.Index(space="l2", dim=rows.shape[1])
+        ix.init_index(max_elements=n, ef_construction=200, M=16)
+        ins = timed(lambda: ix.add_items(rows, np.arange(n), num_threads=THREADS))
+        dele = timed(lambda: [ix.mark_deleted(int(i)) for i in gone])
+        ix.set_ef(ef)
+        qry = median_ms(lambda: ix.knn_query(queries, k=K, num_threads=THREADS), 3, 0, warmup=1)
+        rec = recall_at(ix.knn_query(queries, k=K, num_threads=THREADS)[0], exact)
+        return {"insert_ms": ins, "delete_ms": dele, "query_ms": qry, "recall": rec, "ef": ef}
+
+    for ef in (16, 32, 64, 128, 256):
+        results["hnswlib"] = hnsw(ef)
+        if results["hnswlib"]["recall"] >= target:
+            break
+
+    def ours(nprobe: int, run: bool) -> Any:
+        arc = TaskArchive(n, embedding_dim=rows.shape[1], metric="l2")
+        ins = timed(lambda: arc.add([b""] * n, np.zeros(n), embeddings=rows))
+        dele = timed(lambda: arc.remove(gone))
+        build = timed(lambda: arc.novelty(queries[:1], k=K, approximate=True, nprobe=nprobe))
+        rec = float(arc.novelty_recall(queries, k=K, nprobe=nprobe))
+        if not run:
+            return rec
+        qry = median_ms(lambda: arc.novelty(queries, k=K, approximate=True, nprobe=nprobe), 3, 0)
+        exact_ms = median_ms(lambda: arc.novelty(queries, k=K), 3, 0, warmup=0)
+        return {
+            "insert_ms": ins + build,
+            "delete_ms": dele,
+            "query_ms": qry,
+            "recall": rec,
+            "nprobe": nprobe,
+            "exact_query_ms": exact_ms,
+        }
+
+    p, _ = first_reaching(target, [1, 2, 4, 8, 16, 32, 64, 128], lambda q: ours(q, False))
+    results["ours_ivf"] = ours(p, True)
+    flat_q = results["faiss_flat"]["query_ms"]
+    rows_out = []
+    for name in ("faiss_flat", "faiss_ivf", "hnswlib", "ours_ivf"):
+        r = results[name]
+        total = r["insert_ms"] + r["delete_ms"] + r["query_ms"]
+        r["total_ms"] = total
+        param = next((f"{k}={r[k]}" for k in ("nprobe", "ef") if k in r), "exact")
+        rows_out.append(
+            [
+                name,
+                param,
+                f"{r['recall']:.3f}",
+                f"{r['insert_ms']:.0f}",
+                f"{r['delete_ms']:.0f}",
+                f"{r['query_ms']:.1f}",
+                f"{total:.0f}",
+                f"{flat_q / r['query_ms']:.1f}x",
+            ]
+        )
+    ours_total = results["ours_ivf"]["total_ms"]
+    for name in ("faiss_flat", "faiss_ivf", "hnswlib"):
+        results[f"{name}/ours_total"] = results[name]["total_ms"] / ours_total
+        results[f"{name}/ours_query"] = results[name]["query_ms"] / results["ours_ivf"]["query_ms"]
+    table(
+        f"Approximate novelty on MiniLM embeddings of generated text: N={n}, {nq} queries, "
+        f"k={K}, d=384, {THREADS} threads; each index tuned to recall@8 >= {target}; "
+        "insert N, delete 10%, query (ours: insert includes the index build)",
+        [
+            "index",
+            "param",
+            "recall@8",
+            "insert ms",
+            "delete ms",
+            "query ms",
+            "total ms",
+            "flat/query",
+        ],
+        rows_out,
+    )
+    print(
+        "ours vs anchors (anchor / ours): total "
+        + ", ".join(
+            f"{a} {results[f'{a}/ours_total']:.2f}x" for a in ("faiss_flat", "faiss_ivf", "hnswlib")
+        )
+        + "; query "
+        + ", ".join(
+            f"{a} {results[f'{a}/ours_query']:.2f}x" for a in ("faiss_flat", "faiss_ivf", "hnswlib")
+        )
+    )
+    print(f"ours exact novelty on the same data: {results['ours_ivf']['exact_query_ms']:.0f} ms")
+    return results
 
 
 # -- 3. Memory ------------------------------------------------------------------------------
@@ -606,6 +796,7 @@ def main() -> None:
     runners = {
         "step": bench_step,
         "novelty": bench_novelty,
+        "minilm": bench_novelty_minilm,
         "memory": bench_memory,
         "snapshot": bench_snapshot,
         "small": bench_small,
@@ -617,6 +808,7 @@ def main() -> None:
             log(f"section {name}")
             results[name] = runners[name](args.quick)
     log(f"done in {time.perf_counter() - start:.0f} s")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -137,6 +137,7 @@ def _snapshot(arc):
         lambda a: a.sample(1, step=4),  # before a resident's last_step
         lambda a: a.remove([0, 0]),
         lambda a: a.novelty(np.ones((2, 4))),
+        lambda a: a.novelty(np.ones((2, 6))),  # 12 values, but rows of 6 in a 3-d archive
         lambda a: a.novelty(np.ones((1, 3)), k=0),
         lambda a: a.novelty(np.zeros((1, 3))),
     ],

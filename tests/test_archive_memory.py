@@ -36,6 +36,7 @@ RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["keep", "forget"])
 def test_ten_million_inserts_keep_memory_flat(mode: str) -> None:
     out = subprocess.run(
@@ -48,7 +49,7 @@ def test_ten_million_inserts_keep_memory_flat(mode: str) -> None:
     lineage_growth = lineage_10m - lineage_2m
     slack = 48 << 20  # allocator noise, not per-insert growth
     if mode == "keep":
-        assert lineage_growth >= 8_000_000 * 24  # every id's lineage is kept: 24 B per id
+        assert lineage_10m >= 10_000_000 * 24  # every id's lineage is kept: 24 B per id
         assert growth <= lineage_growth + slack
     else:
         assert lineage_10m <= 2_000_000 * 24  # ids since the last forget + pinned residents

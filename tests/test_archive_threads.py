@@ -7,6 +7,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from exit_verl import TaskArchive
 
@@ -14,6 +15,7 @@ DIM = 16
 SECONDS = float(os.environ.get("EXIT_VERL_THREAD_TEST_SECONDS", "30"))
 
 
+@pytest.mark.slow
 def test_eight_threads_mixing_calls(tmp_path) -> None:
     arc = TaskArchive(1_000_000, embedding_dim=DIM, metric="l2", staleness_coef=0.2, seed=3)
     arc.add([b"seed"] * 64, np.ones(64), embeddings=np.ones((64, DIM), np.float32))

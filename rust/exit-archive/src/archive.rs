@@ -1,81 +1,79 @@
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+//! `Archive`: the coordinator. Each public method checks its input (validate.rs), then moves
+//! the data through the parts that own it:
+//! - `LineageLog` (lineage.rs): lineage of every id, and each id's last slot;
+//! - `Priorities` (priorities/): scores, last steps and every sampling and eviction structure;
+//! - `Residents` (residents.rs): ids, steps, sample counts, payloads and embeddings by slot;
+//! - the planner (planner.rs) decides what a batch insertion evicts or rejects.
 
-use crate::arena::Arena;
-use crate::config::{Admission, Config, Prioritization};
-use crate::error::{invalid, Error, Result};
-use crate::lineage::LineageLog;
-use crate::novelty::{self, Metric};
-use crate::ostree::{Key, OsTree};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lineage::{Lineage, LineageLog, NOT_PLACED};
+use crate::novelty;
+use crate::planner;
+use crate::priorities::Priorities;
+use crate::residents::Residents;
 use crate::rng::Rng;
-use crate::weights::{StalenessTree, SumTree};
-
-pub(crate) const NO_PARENT: u64 = u64::MAX;
-pub(crate) const NOT_RESIDENT: u32 = u32::MAX;
-
-/// Softmax weights are exp((score − softmax_ref) / temperature). The reference follows the
-/// highest resident score with this much slack (in units of temperature) on either side, so
-/// the largest weight stays within e^±SOFTMAX_SLACK: sums cannot overflow, the top weight
-/// never underflows, and moving the reference (an O(n) rebuild) is rare.
-pub(crate) const SOFTMAX_SLACK: f64 = 256.0;
-
-/// Lineage of an id: kept for every id ever inserted, evicted ones included.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lineage {
-    pub parent: Option<u64>,
-    pub root: u64,
-    pub depth: u32,
-}
+use crate::validate;
 
 /// Per-entry bookkeeping of a resident id.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EntryInfo {
+    /// Current score.
     pub score: f64,
+    /// Parent, root and depth.
     pub lineage: Lineage,
+    /// The `step` of the `add` that inserted it.
     pub added_step: u64,
+    /// The last `step` it was sampled at (its `added_step` until then).
     pub last_step: u64,
+    /// How many draws returned it.
     pub times_sampled: u64,
 }
 
 /// Counters and sizes for monitoring.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Stats {
+    /// Resident entries.
     pub len: usize,
+    /// The configured capacity.
     pub capacity: usize,
+    /// The id the next inserted entry gets.
     pub next_id: u64,
+    /// Entries evicted by insertions (including entries of a batch evicted within it).
     pub evicted: u64,
     /// Entries refused by the `NotBelowMin` admission rule.
     pub rejected: u64,
+    /// Entries taken out by `remove`.
+    pub removed: u64,
+    /// Ids returned by `sample`, in total.
+    pub sampled: u64,
+    /// Sum of resident payload lengths.
+    pub payload_bytes: u64,
+    /// Bytes held by the lineage log.
+    pub lineage_bytes: usize,
+    /// Bytes held by the whole archive.
+    pub memory_bytes: usize,
+    /// Lowest resident score (NaN when empty).
+    pub score_min: f64,
+    /// Highest resident score (NaN when empty).
+    pub score_max: f64,
+    /// Mean resident score (NaN when empty).
+    pub score_mean: f64,
+    /// Largest resident depth.
+    pub depth_max: u32,
+    /// The largest last_step among residents (0 when empty).
+    pub max_last_step: u64,
+    /// First id whose lineage is still kept.
+    pub lineage_floor: u64,
+}
+
+/// Event counters that snapshots carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub evicted: u64,
+    pub rejected: u64,
     pub removed: u64,
     pub sampled: u64,
-    pub payload_bytes: u64,
-    pub lineage_bytes: usize,
-    pub memory_bytes: usize,
-    pub score_min: f64,
-    pub score_max: f64,
-    pub score_mean: f64,
-    pub depth_max: u32,
-}
-
-/// Bytes of lineage log per id ever inserted: parent u64, root u64, depth u32, slot u32.
-pub const LINEAGE_BYTES_PER_ID: usize = std::mem::size_of::<LogRecord>();
-
-/// Lineage of one id, plus its resident slot; one record so a lookup is one cache line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct LogRecord {
-    pub parent: u64,
-    pub root: u64,
-    pub depth: u32,
-    pub slot: u32,
-}
-
-/// Bookkeeping of one resident slot, kept together for the same reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct SlotRecord {
-    pub id: u64,
-    pub score: f64,
-    pub added_step: u64,
-    pub last_step: u64,
-    pub times_sampled: u64,
 }
 
 /// Prioritized task archive; see the crate documentation.
@@ -83,226 +81,88 @@ pub(crate) struct SlotRecord {
 pub struct Archive {
     pub(crate) cfg: Config,
     pub(crate) rng: Rng,
-    pub(crate) next_id: u64,
-    /// Lineage log, indexed by id (every id ever inserted).
     pub(crate) log: LineageLog,
-    /// Residents, indexed by dense slot 0..len.
-    pub(crate) slots: Vec<SlotRecord>,
-    pub(crate) payloads: Arena,
-    pub(crate) embeddings: Vec<f32>,
-    pub(crate) sq_norms: Vec<f32>,
-    // Sampling and eviction structures.
-    order: OsTree,
-    rank_cdf: Vec<f64>,
-    /// Weights of the proportional and softmax modes.
-    prop: SumTree,
-    pub(crate) softmax_ref: f64,
-    stale: StalenessTree,
-    last_sum: u128,
-    last_steps: BTreeMap<u64, u32>,
-    /// Slots the weight trees have room for.
-    room: usize,
-    pub(crate) evicted: u64,
-    pub(crate) rejected: u64,
-    pub(crate) removed: u64,
-    pub(crate) sampled: u64,
-}
-
-/// Sort key: ascending key order is descending score, then ascending id.
-#[inline]
-pub(crate) fn order_key(score: f64, id: u64) -> Key {
-    let bits = (score + 0.0).to_bits(); // + 0.0 folds -0.0 into 0.0
-    let ascending = if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits | 1 << 63
-    };
-    (!ascending, id)
-}
-
-fn check_score(score: f64, prio: Prioritization) -> Result<()> {
-    if !score.is_finite() {
-        return invalid(format!("scores must be finite, got {score}"));
-    }
-    if prio == Prioritization::Proportional && score < 0.0 {
-        return invalid(format!(
-            "proportional prioritization needs scores >= 0, got {score}"
-        ));
-    }
-    Ok(())
-}
-
-/// Heap item of a pending new entry: the max-heap pops the lowest score, then smallest id.
-#[inline]
-fn pending_item(score: f64, id: u64) -> u128 {
-    (order_key(score, id).0 as u128) << 64 | !id as u128
-}
-
-#[inline]
-fn pending_id(item: u128) -> u64 {
-    !(item as u64)
-}
-
-/// Walks residents in eviction order (score ascending, then id ascending) without changing them.
-struct EvictionCursor {
-    group_start: usize,
-    next: usize,
-    group_end: usize,
-    current: Option<Key>,
-}
-
-impl EvictionCursor {
-    fn new(len: usize) -> Self {
-        EvictionCursor {
-            group_start: len,
-            next: len,
-            group_end: len,
-            current: None,
-        }
-    }
-
-    fn peek(&mut self, order: &OsTree) -> Option<Key> {
-        if self.current.is_none() {
-            if self.next == self.group_end {
-                if self.group_start == 0 {
-                    return None;
-                }
-                let lowest = order.select(self.group_start - 1);
-                self.group_end = self.group_start;
-                self.group_start = order.rank_lower_bound(&(lowest.0, 0));
-                self.next = self.group_start;
-            }
-            self.current = Some(order.select(self.next));
-        }
-        self.current
-    }
-
-    fn advance(&mut self) {
-        self.next += 1;
-        self.current = None;
-    }
+    pub(crate) residents: Residents,
+    pub(crate) priorities: Priorities,
+    pub(crate) counters: Counters,
 }
 
 impl Archive {
+    /// An empty archive; fails on an invalid configuration.
     pub fn new(cfg: Config) -> Result<Self> {
         cfg.validate()?;
-        let rng = Rng::new(cfg.seed);
         Ok(Archive {
-            cfg,
-            rng,
-            next_id: 0,
+            rng: Rng::new(cfg.seed),
             log: LineageLog::default(),
-            slots: Vec::new(),
-            payloads: Arena::default(),
-            embeddings: Vec::new(),
-            sq_norms: Vec::new(),
-            order: OsTree::new(),
-            rank_cdf: Vec::new(),
-            prop: SumTree::with_slots(1),
-            softmax_ref: 0.0,
-            stale: StalenessTree::with_slots(1),
-            last_sum: 0,
-            last_steps: BTreeMap::new(),
-            room: 0,
-            evicted: 0,
-            rejected: 0,
-            removed: 0,
-            sampled: 0,
+            residents: Residents::new(cfg.embedding_dim.unwrap_or(0)),
+            priorities: Priorities::new(&cfg),
+            counters: Counters::default(),
+            cfg,
         })
     }
 
+    /// The configuration the archive was created with.
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
+    /// Number of resident entries.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.residents.len()
     }
 
+    /// Whether no entry is resident.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len() == 0
     }
 
+    /// The configured capacity.
     pub fn capacity(&self) -> usize {
         self.cfg.capacity
     }
 
     /// The id the next inserted entry will get.
     pub fn next_id(&self) -> u64 {
-        self.next_id
+        self.log.next_id()
     }
 
+    /// Whether `id` is resident.
     pub fn contains(&self, id: u64) -> bool {
-        self.slot(id).is_some()
+        self.slot_of(id).is_some()
     }
 
-    fn slot(&self, id: u64) -> Option<usize> {
-        match self.log.get(id) {
-            Some(r) if r.slot != NOT_RESIDENT => Some(r.slot as usize),
-            _ => None,
-        }
+    /// The slot of a resident id: its log entry names the slot it was placed in last, which
+    /// holds it iff it is still resident (ids are never reused).
+    /// Slots of resident ids (None for any other id), with the log prefetched ahead.
+    fn slots_of(&self, ids: &[u64]) -> Result<Vec<usize>> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, &id)| {
+                if let Some(&ahead) = ids.get(i + 8) {
+                    self.log.prefetch(ahead as i64);
+                }
+                self.slot_of(id).ok_or(Error::UnknownId(id))
+            })
+            .collect()
     }
 
-    fn resident_slot(&self, id: u64) -> Result<usize> {
-        self.slot(id).ok_or(Error::UnknownId(id))
-    }
-
-    /// Whether the sum tree of score weights is in use (proportional and softmax modes).
-    fn weighted(&self) -> bool {
-        self.cfg.prioritization != Prioritization::Rank
-    }
-
-    fn weight(&self, score: f64) -> f64 {
-        let t = self.cfg.temperature;
-        match self.cfg.prioritization {
-            Prioritization::Softmax => ((score - self.softmax_ref) / t).exp(),
-            _ if t == 1.0 => score,
-            _ => score.powf(1.0 / t),
-        }
-    }
-
-    /// Softmax: moves the reference to `incoming` (the largest score about to be weighted)
-    /// when its weight could overflow; call before any structure changes.
-    fn softmax_make_room(&mut self, incoming: f64) {
-        if self.cfg.prioritization == Prioritization::Softmax
-            && (incoming - self.softmax_ref) / self.cfg.temperature > SOFTMAX_SLACK
-        {
-            self.softmax_ref = incoming;
-            self.rebuild_weights();
-        }
-    }
-
-    /// Softmax: after a change, re-centres the reference on the highest resident score when
-    /// that score left the slack window (an O(n) rebuild, amortized by the slack).
-    fn softmax_recentre(&mut self) {
-        if self.cfg.prioritization != Prioritization::Softmax || self.is_empty() {
-            return;
-        }
-        let top = self.top_score();
-        let x = (top - self.softmax_ref) / self.cfg.temperature;
-        if !(-SOFTMAX_SLACK..=SOFTMAX_SLACK).contains(&x) {
-            self.softmax_ref = top;
-            self.rebuild_weights();
-        }
-    }
-
-    /// The highest resident score; the archive must not be empty.
-    pub(crate) fn top_score(&self) -> f64 {
-        let id = self.order.select(0).1;
-        self.slots[self.log[id].slot as usize].score
+    pub(crate) fn slot_of(&self, id: u64) -> Option<usize> {
+        let slot = self.log.get(id)?.slot as usize;
+        (slot < self.len() && self.residents.id(slot) == id).then_some(slot)
     }
 
     /// Resident ids in ascending order.
     pub fn ids(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self.slots.iter().map(|s| s.id).collect();
+        let mut ids: Vec<u64> = self.residents.records().iter().map(|r| r.id).collect();
         ids.sort_unstable();
         ids
     }
 
-    /// Inserts entries as if one at a time; returns their new ids.
+    /// Inserts entries as if one at a time and returns their ids (rejected ones included).
     ///
-    /// `parents[i]` is -1 for a root or any id inserted before entry `i` (evicted ones too);
-    /// `embeddings` is row-major `(n, embedding_dim)` and required iff `embedding_dim` is set.
+    /// `parents[i]` is -1 for a root or any id inserted before entry `i` whose lineage is kept
+    /// (evicted and rejected ids too); `embeddings` is row-major `(n, embedding_dim)` and
+    /// required iff `embedding_dim` is set.
     pub fn add(
         &mut self,
         payloads: &[&[u8]],
@@ -311,578 +171,192 @@ impl Archive {
         embeddings: Option<&[f32]>,
         step: u64,
     ) -> Result<Vec<u64>> {
+        let first = self.next_id();
+        validate::add(
+            &self.cfg,
+            first,
+            |p| self.log.get(p).is_some(),
+            payloads,
+            scores,
+            parents,
+            embeddings,
+        )?;
         let m = payloads.len();
-        self.validate_add(payloads, scores, parents, embeddings)?;
-        let first_id = self.next_id;
-        let new_ids: Vec<u64> = (first_id..first_id + m as u64).collect();
-
-        // Plan evictions without touching the structures: candidates are the lowest residents
-        // (walked lazily) and the pending new entries.
-        let mut victims: Vec<Key> = Vec::new();
-        let mut pending: BinaryHeap<u128> = BinaryHeap::with_capacity(m);
-        let mut cursor = EvictionCursor::new(self.len());
-        let mut size = self.len();
-        let mut rejected = 0usize;
-        for (&score, &id) in scores.iter().zip(&new_ids) {
-            if size == self.cfg.capacity {
-                let resident = cursor.peek(&self.order);
-                let take_resident = match (resident, pending.peek()) {
-                    // On equal scores the resident goes: its id is always smaller.
-                    (Some(key), Some(&p)) => key.0 >= (p >> 64) as u64,
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                };
-                let lowest = if take_resident {
-                    let id = resident.expect("resident candidate").1;
-                    self.slots[self.log[id].slot as usize].score
-                } else {
-                    let id = pending_id(*pending.peek().expect("pending candidate"));
-                    scores[(id - first_id) as usize]
-                };
-                if self.cfg.admission == Admission::NotBelowMin && score < lowest {
-                    rejected += 1;
-                    continue;
-                }
-                if take_resident {
-                    victims.push(resident.expect("resident candidate"));
-                    cursor.advance();
-                } else {
-                    pending.pop();
-                }
-                size -= 1;
+        self.log.reserve(m);
+        for i in 0..m {
+            let parent = parents.map_or(-1, |p| p[i]);
+            if let Some(&ahead) = parents.and_then(|p| p.get(i + 16)) {
+                self.log.prefetch(ahead);
             }
-            pending.push(pending_item(score, id));
-            size += 1;
+            self.log.push(u64::try_from(parent).ok());
         }
-
-        // Lineage for every new id, survivors or not.
-        for (i, &id) in new_ids.iter().enumerate() {
-            let (p, r, d) = match parents.map(|p| p[i]) {
-                Some(p) if p >= 0 => {
-                    let p = p as u64;
-                    (p, self.log[p].root, self.log[p].depth + 1)
-                }
-                _ => (NO_PARENT, id, 0),
-            };
-            self.log.push(LogRecord {
-                parent: p,
-                root: r,
-                depth: d,
-                slot: NOT_RESIDENT,
-            });
-        }
-        self.next_id += m as u64;
-
-        let mut survivors: Vec<usize> = pending
-            .into_iter()
-            .map(|item| (pending_id(item) - first_id) as usize)
-            .collect();
-        survivors.sort_unstable();
-        debug_assert!(survivors.len() >= victims.len());
-        if let Some(top) = survivors.iter().map(|&i| scores[i]).reduce(f64::max) {
-            self.softmax_make_room(top);
-        }
-        self.reserve_slots(self.len() + survivors.len() - victims.len());
-        let bulk = self.bulk_worthwhile(survivors.len() + victims.len());
-        let free_slots: Vec<usize> = victims
+        let n = self.len();
+        let mut taken = Vec::new();
+        let plan = planner::plan(
+            scores,
+            n,
+            self.cfg.capacity,
+            self.cfg.admission,
+            self.priorities.lowest().map(|c| {
+                taken.push(c);
+                c.score
+            }),
+        );
+        let victims = &taken[..plan.victims];
+        let arrivals: Vec<(u64, f64)> = plan
+            .survivors
             .iter()
-            .map(|key| self.detach(key.1, !bulk))
+            .map(|&i| (first + i as u64, scores[i as usize]))
             .collect();
-        self.evicted += (victims.len() + m - rejected - survivors.len()) as u64;
-        self.rejected += rejected as u64;
+        let slots = self.priorities.admit(victims, &arrivals, step);
         let dim = self.cfg.embedding_dim.unwrap_or(0);
-        for (j, &i) in survivors.iter().enumerate() {
-            let row = embeddings.map(|e| &e[i * dim..(i + 1) * dim]);
-            let slot = free_slots.get(j).copied();
-            self.attach(slot, new_ids[i], payloads[i], scores[i], row, step, !bulk);
+        self.residents.place(
+            &slots,
+            plan.survivors.iter().map(|&i| {
+                let i = i as usize;
+                let row = embeddings.map(|e| &e[i * dim..(i + 1) * dim]);
+                (first + i as u64, payloads[i], row)
+            }),
+            step,
+        );
+        for (&(id, _), &slot) in arrivals.iter().zip(&slots) {
+            self.log[id].slot = slot;
         }
-        if bulk {
-            victims.sort_unstable();
-            let mut added: Vec<Key> = survivors
-                .iter()
-                .map(|&i| order_key(scores[i], new_ids[i]))
-                .collect();
-            added.sort_unstable();
-            self.rebuild_order(&victims, &added);
-            self.rebuild_weights();
+        for v in victims {
+            self.log.release(v.id);
         }
-        self.softmax_recentre();
-        Ok(new_ids)
+        self.counters.evicted += (plan.victims + plan.evicted_new) as u64;
+        self.counters.rejected += plan.rejected as u64;
+        Ok((first..first + m as u64).collect())
     }
 
-    /// Whether `changes` entries are enough of the archive that rebuilding the order and
-    /// weights in O(n) beats `changes` O(log n) updates with their cache misses.
-    fn bulk_worthwhile(&self, changes: usize) -> bool {
-        changes * 48 >= self.len() && self.len() >= 256
-    }
-
-    /// Rebuilds the order tree without the sorted keys `removed` and with the sorted `added`.
-    fn rebuild_order(&mut self, removed: &[Key], added: &[Key]) {
-        let old = self.order.keys();
-        let mut merged = Vec::with_capacity(old.len() + added.len() - removed.len());
-        let (mut r, mut a) = (0, 0);
-        for key in old {
-            if r < removed.len() && removed[r] == key {
-                r += 1;
-                continue;
-            }
-            while a < added.len() && added[a] < key {
-                merged.push(added[a]);
-                a += 1;
-            }
-            merged.push(key);
-        }
-        merged.extend_from_slice(&added[a..]);
-        debug_assert_eq!(r, removed.len());
-        self.order = OsTree::from_sorted(&merged);
-    }
-
-    /// Rebuilds the staleness and score weight trees from the slots.
-    fn rebuild_weights(&mut self) {
-        let last_steps: Vec<u64> = self.slots.iter().map(|s| s.last_step).collect();
-        self.stale.rebuild(self.room.max(self.len()), &last_steps);
-        if self.weighted() {
-            let mut prop = SumTree::with_slots(self.room.max(self.len()));
-            for s in 0..self.len() {
-                prop.set(s, self.weight(self.slots[s].score));
-            }
-            self.prop = prop;
-        }
-    }
-
-    fn validate_add(
-        &self,
-        payloads: &[&[u8]],
-        scores: &[f64],
-        parents: Option<&[i64]>,
-        embeddings: Option<&[f32]>,
-    ) -> Result<()> {
-        let m = payloads.len();
-        if scores.len() != m {
-            return invalid(format!("got {m} payloads but {} scores", scores.len()));
-        }
-        for &s in scores {
-            check_score(s, self.cfg.prioritization)?;
-        }
-        for p in payloads {
-            if p.len() > self.cfg.max_payload_bytes {
-                return invalid(format!(
-                    "payload of {} bytes exceeds max_payload_bytes = {}",
-                    p.len(),
-                    self.cfg.max_payload_bytes
-                ));
-            }
-        }
-        if let Some(parents) = parents {
-            if parents.len() != m {
-                return invalid(format!("got {m} payloads but {} parents", parents.len()));
-            }
-            for (i, &p) in parents.iter().enumerate() {
-                if p < -1 {
-                    return invalid(format!("parent must be -1 (none) or an id, got {p}"));
-                }
-                if p < 0 {
-                    continue;
-                }
-                let p = p as u64;
-                let known = if p >= self.next_id {
-                    p < self.next_id + i as u64 // inserted earlier in this batch
-                } else {
-                    self.log.get(p).is_some()
-                };
-                if !known {
-                    return Err(Error::UnknownId(p));
-                }
-            }
-        }
-        match (self.cfg.embedding_dim, embeddings) {
-            (None, Some(_)) => invalid("this archive has no embedding_dim; pass embeddings=None"),
-            (None, None) => Ok(()),
-            (Some(_), None) if m > 0 => invalid(format!(
-                "this archive has embedding_dim = {}; add needs embeddings",
-                self.cfg.embedding_dim.unwrap_or(0)
-            )),
-            (Some(_), None) => Ok(()),
-            (Some(dim), Some(e)) => {
-                if e.len() != m * dim {
-                    return invalid(format!(
-                        "embeddings must have shape ({m}, {dim}), got {} values",
-                        e.len()
-                    ));
-                }
-                check_vectors(e, dim, self.cfg.metric, "embeddings")
-            }
-        }
-    }
-
-    /// Makes room for `len` resident slots; call while every slot 0..len() is resident.
-    fn reserve_slots(&mut self, len: usize) {
-        if len > self.room {
-            let room = len.max(2 * self.room).min(self.cfg.capacity).max(len);
-            if self.weighted() {
-                self.prop.grow(room, self.len());
-            }
-            let last_steps: Vec<u64> = self.slots.iter().map(|s| s.last_step).collect();
-            self.stale.rebuild(room, &last_steps);
-            self.room = room;
-        }
-        self.grow_rank_cdf(len);
-    }
-
-    /// Extends the cumulative rank weights to cover `len` ranks.
-    fn grow_rank_cdf(&mut self, len: usize) {
-        if self.cfg.prioritization == Prioritization::Rank && len > self.rank_cdf.len() {
-            let inv_t = 1.0 / self.cfg.temperature;
-            let mut acc = self.rank_cdf.last().copied().unwrap_or(0.0);
-            for r in self.rank_cdf.len() + 1..=len {
-                acc += (r as f64).powf(-inv_t);
-                self.rank_cdf.push(acc);
-            }
-        }
-    }
-
-    /// Writes a resident into `slot` (a detached slot, reused) or a new slot at the end;
-    /// `indexed` also updates the order and weight trees (else the caller rebuilds them).
-    #[allow(clippy::too_many_arguments)]
-    fn attach(
-        &mut self,
-        slot: Option<usize>,
-        id: u64,
-        payload: &[u8],
-        score: f64,
-        row: Option<&[f32]>,
-        step: u64,
-        indexed: bool,
-    ) {
-        let slot = match slot {
-            Some(s) => {
-                if indexed {
-                    self.stale.touch(s, self.slots[s].last_step, step);
-                }
-                self.slots[s].id = id;
-                self.slots[s].score = score;
-                self.slots[s].added_step = step;
-                self.slots[s].last_step = step;
-                self.slots[s].times_sampled = 0;
-                self.payloads.replace(s, payload);
-                if let Some(row) = row {
-                    let dim = row.len();
-                    self.embeddings[s * dim..(s + 1) * dim].copy_from_slice(row);
-                    self.sq_norms[s] = sq_norm(row);
-                }
-                s
-            }
-            None => {
-                if indexed {
-                    self.stale.add(self.slots.len(), step);
-                }
-                self.slots.push(SlotRecord {
-                    id,
-                    score,
-                    added_step: step,
-                    last_step: step,
-                    times_sampled: 0,
-                });
-                self.payloads.push(payload);
-                if let Some(row) = row {
-                    self.embeddings.extend_from_slice(row);
-                    self.sq_norms.push(sq_norm(row));
-                }
-                self.slots.len() - 1
-            }
-        };
-        self.log[id].slot = slot as u32;
-        if indexed {
-            self.order.insert(order_key(score, id));
-            if self.weighted() {
-                let w = self.weight(score);
-                self.prop.set(slot, w);
-            }
-        }
-        self.last_sum += step as u128;
-        *self.last_steps.entry(step).or_insert(0) += 1;
-    }
-
-    /// Takes a resident out of the order, weights and step counts. Its slot keeps its data
-    /// and its staleness entry until `attach` reuses it or `move_last_into` drops it.
-    fn detach(&mut self, id: u64, indexed: bool) -> usize {
-        let slot = self.log[id].slot as usize;
-        if indexed {
-            let removed = self.order.remove(&order_key(self.slots[slot].score, id));
-            debug_assert!(removed);
-            if self.weighted() {
-                self.prop.set(slot, 0.0);
-            }
-        }
-        let ls = self.slots[slot].last_step;
-        self.last_sum -= ls as u128;
-        self.forget_last_step(ls);
-        self.log[id].slot = NOT_RESIDENT;
-        self.log.release(id);
-        slot
-    }
-
-    fn forget_last_step(&mut self, step: u64) {
-        if let Some(c) = self.last_steps.get_mut(&step) {
-            *c -= 1;
-            if *c == 0 {
-                self.last_steps.remove(&step);
-            }
-        }
-    }
-
-    /// Sets new scores; ids must be resident (repeats apply in order).
+    /// Sets new scores of resident ids (repeated ids apply in order: the last one wins).
     pub fn update_scores(&mut self, ids: &[u64], scores: &[f64]) -> Result<()> {
-        if ids.len() != scores.len() {
-            return invalid(format!("got {} ids but {} scores", ids.len(), scores.len()));
-        }
-        for (&id, &s) in ids.iter().zip(scores) {
-            self.resident_slot(id)?;
-            check_score(s, self.cfg.prioritization)?;
-        }
-        if let Some(top) = scores.iter().copied().reduce(f64::max) {
-            self.softmax_make_room(top);
-        }
-        self.update_scores_unchecked(ids, scores);
-        self.softmax_recentre();
-        Ok(())
-    }
-
-    fn update_scores_unchecked(&mut self, ids: &[u64], scores: &[f64]) {
-        if self.bulk_worthwhile(ids.len()) {
-            let mut unique = ids.to_vec();
-            unique.sort_unstable();
-            unique.dedup();
-            let key_of =
-                |a: &Archive, id: u64| order_key(a.slots[a.log[id].slot as usize].score, id);
-            let mut removed: Vec<Key> = unique.iter().map(|&id| key_of(self, id)).collect();
-            for (&id, &score) in ids.iter().zip(scores) {
-                let slot = self.log[id].slot as usize;
-                self.slots[slot].score = score;
-                if self.weighted() {
-                    let w = self.weight(score);
-                    self.prop.set(slot, w);
+        validate::same_length(ids.len(), scores.len())?;
+        let slots = self.slots_of(ids)?;
+        validate::scores(scores, self.cfg.prioritization)?;
+        let mut changes: Vec<(u32, u64, f64)> = Vec::with_capacity(ids.len());
+        if ids.len() == 1 {
+            changes.push((slots[0] as u32, ids[0], scores[0]));
+        } else {
+            // Keep the last occurrence of each slot.
+            let mut order: Vec<(u32, u32)> = slots
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| (s as u32, i as u32))
+                .collect();
+            order.sort_unstable();
+            for (k, &(slot, i)) in order.iter().enumerate() {
+                if order.get(k + 1).map_or(true, |next| next.0 != slot) {
+                    changes.push((slot, ids[i as usize], scores[i as usize]));
                 }
             }
-            let mut added: Vec<Key> = unique.iter().map(|&id| key_of(self, id)).collect();
-            removed.sort_unstable();
-            added.sort_unstable();
-            self.rebuild_order(&removed, &added);
-            return;
         }
-        for (&id, &score) in ids.iter().zip(scores) {
-            let slot = self.log[id].slot as usize;
-            self.order.remove(&order_key(self.slots[slot].score, id));
-            self.order.insert(order_key(score, id));
-            self.slots[slot].score = score;
-            if self.weighted() {
-                let w = self.weight(score);
-                self.prop.set(slot, w);
-            }
-        }
+        self.priorities.rescore(&changes);
+        Ok(())
     }
 
     /// Removes resident entries (their lineage is kept).
     pub fn remove(&mut self, ids: &[u64]) -> Result<()> {
-        let mut seen = HashSet::with_capacity(ids.len());
+        self.slots_of(ids)?;
+        validate::distinct(ids, "remove")?;
         for &id in ids {
-            self.resident_slot(id)?;
-            if !seen.insert(id) {
-                return invalid(format!("id {id} appears twice in remove"));
+            let slot = self.slot_of(id).expect("checked resident");
+            let last_id = self.residents.id(self.len() - 1);
+            self.priorities.remove(slot, id, last_id);
+            if let Some(moved) = self.residents.swap_remove(slot) {
+                self.log[moved].slot = slot as u32;
             }
+            self.log.release(id);
         }
-        for &id in ids {
-            let slot = self.detach(id, true);
-            self.move_last_into(slot);
-        }
-        self.removed += ids.len() as u64;
-        self.softmax_recentre();
+        self.counters.removed += ids.len() as u64;
         Ok(())
-    }
-
-    /// Fills the hole at `slot` with the last slot so residents stay dense.
-    fn move_last_into(&mut self, slot: usize) {
-        let last = self.len() - 1;
-        self.stale
-            .touch(slot, self.slots[slot].last_step, self.slots[last].last_step);
-        self.stale.sub(last, self.slots[last].last_step);
-        if slot != last {
-            let id = self.slots[last].id;
-            if self.weighted() {
-                let w = self.prop.get(last);
-                self.prop.set(last, 0.0);
-                self.prop.set(slot, w);
-            }
-            self.log[id].slot = slot as u32;
-        }
-        self.slots.swap_remove(slot);
-        self.payloads.swap_remove(slot);
-        if let Some(dim) = self.cfg.embedding_dim {
-            if slot != last {
-                self.embeddings
-                    .copy_within(last * dim..(last + 1) * dim, slot * dim);
-            }
-            self.embeddings.truncate(last * dim);
-            self.sq_norms.swap_remove(slot);
-        }
     }
 
     /// The largest last_step among residents (0 when empty).
     pub fn max_last_step(&self) -> u64 {
-        self.last_steps.keys().next_back().copied().unwrap_or(0)
+        self.priorities.max_last_step()
     }
 
-    /// Draws `k` ids i.i.d. from P at call start, then marks them sampled at `step`.
+    /// Draws `k` ids i.i.d. from the sampling law at call start, then marks them sampled at
+    /// `step` (last_step = step, times_sampled + 1).
     pub fn sample(&mut self, k: usize, step: u64) -> Result<Vec<u64>> {
         if self.is_empty() {
-            return invalid("cannot sample from an empty archive");
+            return crate::error::invalid("cannot sample from an empty archive");
         }
-        let max_last = self.max_last_step();
-        if step < max_last {
-            return invalid(format!(
-                "step {step} is smaller than a resident's last_step {max_last}"
-            ));
-        }
-        let slots: Vec<usize> = (0..k).map(|_| self.draw_slot(step)).collect();
+        validate::step(step, self.max_last_step())?;
+        let slots = self.priorities.draw(&mut self.rng, k, step);
+        self.priorities.touch(&slots, step);
         let mut out = Vec::with_capacity(k);
-        for &slot in &slots {
-            let old = self.slots[slot].last_step;
-            if old != step {
-                self.stale.touch(slot, old, step);
-                self.last_sum = self.last_sum - old as u128 + step as u128;
-                self.forget_last_step(old);
-                *self.last_steps.entry(step).or_insert(0) += 1;
-                self.slots[slot].last_step = step;
+        for (i, &slot) in slots.iter().enumerate() {
+            if let Some(&ahead) = slots.get(i + 8) {
+                self.residents.prefetch(ahead as usize);
             }
-            self.slots[slot].times_sampled += 1;
-            out.push(self.slots[slot].id);
+            self.residents.mark_sampled(slot as usize);
+            out.push(self.residents.id(slot as usize));
         }
-        self.sampled += k as u64;
+        self.counters.sampled += k as u64;
         Ok(out)
     }
 
-    fn draw_slot(&mut self, step: u64) -> usize {
-        let n = self.len();
-        let coef = self.cfg.staleness_coef;
-        let by_staleness = coef >= 1.0 || (coef > 0.0 && self.rng.next_f64() < coef);
-        if by_staleness {
-            let total = self.stale.total(step, n, self.last_sum);
-            if total == 0 {
-                return self.rng.below(n as u64) as usize;
-            }
-            let target = self.rng.below_u128(total);
-            return self.stale.find(step, n, target);
-        }
-        match self.cfg.prioritization {
-            Prioritization::Rank => {
-                let cdf = &self.rank_cdf[..n];
-                let u = self.rng.next_f64() * cdf[n - 1];
-                let rank = cdf.partition_point(|&c| c <= u).min(n - 1);
-                let id = self.order.select(rank).1;
-                self.log[id].slot as usize
-            }
-            Prioritization::Proportional | Prioritization::Softmax => {
-                if self.prop.total() > 0.0 {
-                    self.prop.sample(&mut self.rng)
-                } else {
-                    self.rng.below(n as u64) as usize
-                }
-            }
-        }
-    }
-
-    /// The sampling probability of every resident at `step`, by slot order of `ids()`.
-    /// O(n log n); meant for tests, monitoring and debugging.
+    /// The sampling probability of every resident at `step`, by ascending id. O(n log n);
+    /// meant for tests, monitoring and debugging.
     pub fn probabilities(&self, step: u64) -> Result<Vec<(u64, f64)>> {
-        let n = self.len();
-        if n == 0 {
+        if self.is_empty() {
             return Ok(Vec::new());
         }
-        let max_last = self.max_last_step();
-        if step < max_last {
-            return invalid(format!(
-                "step {step} is smaller than a resident's last_step {max_last}"
-            ));
-        }
-        let mut ps = vec![0.0; n];
-        match self.cfg.prioritization {
-            Prioritization::Rank => {
-                let total = self.rank_cdf[n - 1];
-                for (rank, key) in self.order.keys().iter().enumerate() {
-                    let slot = self.log[key.1].slot as usize;
-                    ps[slot] = ((rank + 1) as f64).powf(-1.0 / self.cfg.temperature) / total;
-                }
-            }
-            Prioritization::Proportional | Prioritization::Softmax => {
-                let w: Vec<f64> = self.slots.iter().map(|s| self.weight(s.score)).collect();
-                let total: f64 = w.iter().sum();
-                for (p, x) in ps.iter_mut().zip(&w) {
-                    *p = if total > 0.0 {
-                        x / total
-                    } else {
-                        1.0 / n as f64
-                    };
-                }
-            }
-        }
-        let c = self.cfg.staleness_coef;
-        let total = self.stale.total(step, n, self.last_sum) as f64;
-        for (slot, p) in ps.iter_mut().enumerate() {
-            let pc = if total > 0.0 {
-                (step - self.slots[slot].last_step) as f64 / total
-            } else {
-                1.0 / n as f64
-            };
-            *p = (1.0 - c) * *p + c * pc;
-        }
-        let mut out: Vec<(u64, f64)> = self.slots.iter().map(|s| s.id).zip(ps).collect();
+        validate::step(step, self.max_last_step())?;
+        let p = self.priorities.probabilities(step);
+        let mut out: Vec<(u64, f64)> = self
+            .residents
+            .records()
+            .iter()
+            .map(|r| r.id)
+            .zip(p)
+            .collect();
         out.sort_unstable_by_key(|x| x.0);
         Ok(out)
     }
 
     /// Payloads of resident ids.
     pub fn get(&self, ids: &[u64]) -> Result<Vec<&[u8]>> {
-        ids.iter()
-            .map(|&id| Ok(self.payloads.get(self.resident_slot(id)?)))
-            .collect()
+        let slots = self.slots_of(ids)?;
+        Ok(slots
+            .into_iter()
+            .map(|s| self.residents.payload(s))
+            .collect())
     }
 
+    /// Score, lineage, steps and sample count of resident ids.
     pub fn info(&self, ids: &[u64]) -> Result<Vec<EntryInfo>> {
-        ids.iter()
-            .map(|&id| {
-                let s = self.resident_slot(id)?;
-                Ok(EntryInfo {
-                    score: self.slots[s].score,
-                    lineage: self.lineage_of(id)?,
-                    added_step: self.slots[s].added_step,
-                    last_step: self.slots[s].last_step,
-                    times_sampled: self.slots[s].times_sampled,
-                })
+        let slots = self.slots_of(ids)?;
+        Ok(ids
+            .iter()
+            .zip(slots)
+            .map(|(&id, s)| {
+                let r = self.residents.record(s);
+                EntryInfo {
+                    score: self.priorities.score(s),
+                    lineage: self.log[id].lineage(),
+                    added_step: r.added_step,
+                    last_step: self.priorities.last_step(s),
+                    times_sampled: r.times_sampled,
+                }
             })
-            .collect()
+            .collect())
     }
 
-    fn lineage_of(&self, id: u64) -> Result<Lineage> {
-        if id >= self.next_id {
-            return Err(Error::UnknownId(id));
-        }
-        let Some(r) = self.log.get(id) else {
-            return Err(Error::UnknownId(id)); // forgotten by forget_lineage
-        };
-        Ok(Lineage {
-            parent: (r.parent != NO_PARENT).then_some(r.parent),
-            root: r.root,
-            depth: r.depth,
-        })
-    }
-
-    /// Forgets the lineage of evicted ids below `before` (clamped to `next_id`) and returns
-    /// the new floor. Afterwards those ids are unknown to `lineage` and cannot be parents;
-    /// residents keep their records until they leave the archive. Bounds the log at [`LINEAGE_BYTES_PER_ID`] × (ids
-    /// since the floor) plus one record per resident.
+    /// Forgets the lineage of non-resident ids below `before` (clamped to `next_id`) and
+    /// returns the new floor. Afterwards those ids are unknown to `lineage` and cannot be
+    /// parents; residents keep their records until they leave the archive. Bounds the log at
+    /// [`crate::LINEAGE_BYTES_PER_ID`] × (ids since the floor) plus one record per resident.
     pub fn forget_lineage(&mut self, before: u64) -> u64 {
-        let floor = before.min(self.next_id).max(self.log.base());
-        self.log.forget_before(floor);
+        let floor = before.min(self.next_id()).max(self.log.base());
+        let n = self.len();
+        let residents = &self.residents;
+        self.log.forget_before(floor, |id, r| {
+            (r.slot as usize) < n && residents.id(r.slot as usize) == id
+        });
         floor
     }
 
@@ -891,191 +365,128 @@ impl Archive {
         self.log.base()
     }
 
-    /// Lineage of any id ever inserted, evicted or not.
+    /// Lineage of any id ever inserted, evicted or not (unless forgotten).
     pub fn lineage(&self, ids: &[u64]) -> Result<Vec<Lineage>> {
-        ids.iter().map(|&id| self.lineage_of(id)).collect()
+        ids.iter()
+            .map(|&id| {
+                self.log
+                    .get(id)
+                    .map(|r| r.lineage())
+                    .ok_or(Error::UnknownId(id))
+            })
+            .collect()
     }
 
     /// Mean distance of each query (row-major `(q, embedding_dim)`) to its min(k, n) nearest
     /// resident embeddings; +inf when there are none.
     pub fn novelty(&self, queries: &[f32], k: usize) -> Result<Vec<f32>> {
-        let dim = self.query_dim(queries, k)?;
-        Ok(self.knn(queries, k)?.mean_distance(queries.len() / dim))
+        let dim = validate::queries(&self.cfg, queries, k)?;
+        Ok(self
+            .knn_checked(queries, k)
+            .mean_distance(queries.len() / dim))
     }
 
     /// Exact `min(k, n)` nearest residents of each query; `Neighbors::slot` holds slots, see
     /// [`Archive::id_at_slot`].
     pub fn knn(&self, queries: &[f32], k: usize) -> Result<novelty::Neighbors> {
-        let dim = self.query_dim(queries, k)?;
-        Ok(novelty::knn(
-            &self.embeddings,
-            &self.sq_norms,
-            dim,
+        validate::queries(&self.cfg, queries, k)?;
+        Ok(self.knn_checked(queries, k))
+    }
+
+    fn knn_checked(&self, queries: &[f32], k: usize) -> novelty::Neighbors {
+        novelty::knn(
+            self.residents.embeddings(),
+            self.residents.sq_norms(),
+            self.cfg.embedding_dim.unwrap_or(1),
             queries,
             k,
             self.cfg.metric,
-        ))
+        )
     }
 
     /// The resident id stored at a dense slot (as returned by [`Archive::knn`]).
     pub fn id_at_slot(&self, slot: u32) -> Option<u64> {
-        self.slots.get(slot as usize).map(|s| s.id)
-    }
-
-    pub(crate) fn query_dim(&self, queries: &[f32], k: usize) -> Result<usize> {
-        let Some(dim) = self.cfg.embedding_dim else {
-            return invalid("novelty needs an archive created with embedding_dim");
-        };
-        if k == 0 {
-            return invalid("k must be >= 1");
-        }
-        if queries.len() % dim != 0 {
-            return invalid(format!(
-                "queries must have shape (q, {dim}), got {} values",
-                queries.len()
-            ));
-        }
-        check_vectors(queries, dim, self.cfg.metric, "queries")?;
-        Ok(dim)
+        ((slot as usize) < self.len()).then(|| self.residents.id(slot as usize))
     }
 
     /// Embedding of a resident id (None when the archive has no embedding_dim).
     pub fn embedding(&self, id: u64) -> Result<Option<&[f32]>> {
-        let s = self.resident_slot(id)?;
-        Ok(self
-            .cfg
-            .embedding_dim
-            .map(|d| &self.embeddings[s * d..(s + 1) * d]))
+        let s = self.slot_of(id).ok_or(Error::UnknownId(id))?;
+        Ok(self.residents.embedding(s))
     }
 
+    /// Row-major embeddings of the resident slots 0..len, and their squared norms.
+    pub(crate) fn embedding_rows(&self) -> (&[f32], &[f32]) {
+        (self.residents.embeddings(), self.residents.sq_norms())
+    }
+
+    /// Counters, sizes and score summary.
     pub fn stats(&self) -> Stats {
         let n = self.len();
+        let scores = self.priorities.scores();
         let (mut lo, mut hi, mut sum) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
-        for s in self.slots.iter().map(|r| r.score) {
+        for &s in scores {
             lo = lo.min(s);
             hi = hi.max(s);
             sum += s;
         }
         let lineage_bytes = self.log.memory_bytes();
-        let per_slot = self.slots.capacity() * std::mem::size_of::<SlotRecord>()
-            + self.sq_norms.capacity() * 4;
+        let nan_if_empty = |x: f64| if n > 0 { x } else { f64::NAN };
         Stats {
             len: n,
             capacity: self.cfg.capacity,
-            next_id: self.next_id,
-            evicted: self.evicted,
-            rejected: self.rejected,
-            removed: self.removed,
-            sampled: self.sampled,
-            payload_bytes: self.payloads.live_bytes(),
+            next_id: self.next_id(),
+            evicted: self.counters.evicted,
+            rejected: self.counters.rejected,
+            removed: self.counters.removed,
+            sampled: self.counters.sampled,
+            payload_bytes: self.residents.live_bytes(),
             lineage_bytes,
             memory_bytes: lineage_bytes
-                + per_slot
-                + self.payloads.memory_bytes()
-                + self.embeddings.capacity() * 4
-                + self.order.memory_bytes()
-                + self.rank_cdf.capacity() * 8
-                + self.prop.slots() * 16
-                + self.stale.slots() * 16,
-            score_min: if n > 0 { lo } else { f64::NAN },
-            score_max: if n > 0 { hi } else { f64::NAN },
-            score_mean: if n > 0 { sum / n as f64 } else { f64::NAN },
+                + self.residents.memory_bytes()
+                + self.priorities.memory_bytes(),
+            score_min: nan_if_empty(lo),
+            score_max: nan_if_empty(hi),
+            score_mean: nan_if_empty(sum / n as f64),
             depth_max: self
-                .slots
+                .residents
+                .records()
                 .iter()
-                .map(|s| self.log[s.id].depth)
+                .map(|r| self.log[r.id].depth)
                 .max()
                 .unwrap_or(0),
+            max_last_step: self.max_last_step(),
+            lineage_floor: self.lineage_floor(),
         }
     }
 
-    /// Rebuilds every derived index from the per-slot data (used after loading a snapshot).
-    pub(crate) fn rebuild_indexes(&mut self) {
-        let n = self.len();
-        let mut keys: Vec<Key> = (0..n)
-            .map(|s| order_key(self.slots[s].score, self.slots[s].id))
-            .collect();
-        keys.sort_unstable();
-        self.order = OsTree::from_sorted(&keys);
-        self.rank_cdf.clear();
-        self.grow_rank_cdf(n);
-        self.room = n.max(1);
-        self.rebuild_weights();
-        self.last_sum = self.slots.iter().map(|s| s.last_step as u128).sum();
-        self.last_steps.clear();
-        for ls in self.slots.iter().map(|s| s.last_step) {
-            *self.last_steps.entry(ls).or_insert(0) += 1;
-        }
-        for r in self.log.iter_mut() {
-            r.slot = NOT_RESIDENT;
-        }
-        for (s, id) in self.slots.iter().map(|r| r.id).enumerate() {
-            self.log[id].slot = s as u32;
-        }
-        self.log.purge_pinned();
-    }
-
-    /// Asserts internal consistency; for tests.
+    /// Asserts internal consistency; for tests and fuzzing.
     pub fn check_invariants(&self) {
         let n = self.len();
         assert!(n <= self.cfg.capacity);
-        assert_eq!(self.order.len(), n);
-        self.order.check();
-        for (s, id) in self.slots.iter().map(|r| r.id).enumerate() {
-            assert_eq!(self.log[id].slot as usize, s);
+        let ids: Vec<u64> = self.residents.records().iter().map(|r| r.id).collect();
+        self.priorities.check(&ids);
+        for (s, &id) in ids.iter().enumerate() {
+            assert_eq!(self.log[id].slot as usize, s, "log slot of resident {id}");
+            assert_eq!(self.slot_of(id), Some(s));
         }
-        let resident = self.log.iter().filter(|r| r.slot != NOT_RESIDENT).count();
-        assert_eq!(resident, n);
-        assert_eq!(
-            self.last_sum,
-            self.slots.iter().map(|s| s.last_step as u128).sum::<u128>()
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        assert!(
+            sorted.windows(2).all(|w| w[0] < w[1]),
+            "an id resides twice"
         );
-        assert_eq!(
-            self.last_steps.values().map(|&c| c as usize).sum::<usize>(),
-            n
-        );
-        assert_eq!(self.log.base() + self.log.len() as u64, self.next_id);
-        let pinned = self.log.pinned().into_iter().map(|(id, _)| id);
-        for id in pinned.chain(self.log.base()..self.next_id) {
-            if self.log[id].parent == NO_PARENT {
-                assert_eq!((self.log[id].root, self.log[id].depth), (id, 0));
-            } else {
-                let p = self.log[id].parent;
-                assert!(p < id);
-                if let Some(parent) = self.log.get(p) {
-                    assert_eq!(self.log[id].root, parent.root);
-                    assert_eq!(self.log[id].depth, parent.depth + 1);
-                }
-            }
-        }
-        if let Some(dim) = self.cfg.embedding_dim {
-            assert_eq!(self.embeddings.len(), n * dim);
-        }
-        if self.weighted() {
-            for (slot, s) in self.slots.iter().enumerate() {
-                assert_eq!(self.prop.get(slot), self.weight(s.score), "stale weight");
-            }
-        }
-        if self.cfg.prioritization == Prioritization::Softmax && n > 0 {
-            let x = (self.top_score() - self.softmax_ref) / self.cfg.temperature;
+        assert!(sorted.last().map_or(true, |&id| id < self.next_id()));
+        for (id, r) in self.log.pinned() {
             assert!(
-                (-SOFTMAX_SLACK..=SOFTMAX_SLACK).contains(&x),
-                "softmax reference"
+                r.slot != NOT_PLACED && self.slot_of(id).is_some(),
+                "pinned non-resident"
             );
         }
+        self.log.check();
+        if let Some(dim) = self.cfg.embedding_dim {
+            let (rows, norms) = self.embedding_rows();
+            assert_eq!((rows.len(), norms.len()), (n * dim, n));
+        }
     }
-}
-
-pub(crate) fn sq_norm(row: &[f32]) -> f32 {
-    row.iter().map(|x| x * x).sum()
-}
-
-fn check_vectors(values: &[f32], dim: usize, metric: Metric, what: &str) -> Result<()> {
-    if values.iter().any(|x| !x.is_finite()) {
-        return invalid(format!("{what} must be finite"));
-    }
-    if metric == Metric::Cosine && values.chunks_exact(dim).any(|r| sq_norm(r) == 0.0) {
-        return invalid(format!("{what} must be non-zero for the cosine metric"));
-    }
-    Ok(())
 }

@@ -13,6 +13,7 @@ pub enum Prioritization {
 }
 
 impl Prioritization {
+    /// The mode named `"rank"`, `"proportional"` or `"softmax"`.
     pub fn parse(name: &str) -> Result<Self> {
         match name {
             "rank" => Ok(Prioritization::Rank),
@@ -24,6 +25,7 @@ impl Prioritization {
         }
     }
 
+    /// The name `parse` accepts.
     pub fn name(self) -> &'static str {
         match self {
             Prioritization::Rank => "rank",
@@ -44,6 +46,7 @@ pub enum Admission {
 }
 
 impl Admission {
+    /// The rule named `"always"` or `"not_below_min"`.
     pub fn parse(name: &str) -> Result<Self> {
         match name {
             "always" => Ok(Admission::Always),
@@ -54,6 +57,7 @@ impl Admission {
         }
     }
 
+    /// The name `parse` accepts.
     pub fn name(self) -> &'static str {
         match self {
             Admission::Always => "always",
@@ -63,6 +67,7 @@ impl Admission {
 }
 
 impl Metric {
+    /// The metric named `"cosine"` or `"l2"`.
     pub fn parse(name: &str) -> Result<Self> {
         match name {
             "cosine" => Ok(Metric::Cosine),
@@ -71,6 +76,7 @@ impl Metric {
         }
     }
 
+    /// The name `parse` accepts.
     pub fn name(self) -> &'static str {
         match self {
             Metric::Cosine => "cosine",
@@ -85,19 +91,28 @@ pub const MAX_CAPACITY: usize = u32::MAX as usize - 1;
 /// Archive options; see the crate docs for the sampling formulas.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// Most residents at once (>= 1).
     pub capacity: usize,
+    /// Width of the embeddings `add` requires; None: no embeddings, no novelty.
     pub embedding_dim: Option<usize>,
+    /// Distance of the novelty search.
     pub metric: Metric,
+    /// How scores become sampling weights.
     pub prioritization: Prioritization,
+    /// Temperature of the weights (> 0).
     pub temperature: f64,
+    /// Weight of PLR staleness in the sampling mix, in [0, 1].
     pub staleness_coef: f64,
+    /// What a full archive does with a new entry.
     pub admission: Admission,
+    /// Seed of the sampling stream.
     pub seed: u64,
     /// Largest accepted payload, in bytes.
     pub max_payload_bytes: usize,
 }
 
 impl Config {
+    /// Defaults (rank, temperature 1, no staleness, admission always, seed 0) for a capacity.
     pub fn new(capacity: usize) -> Self {
         Config {
             capacity,
@@ -112,6 +127,7 @@ impl Config {
         }
     }
 
+    /// Checks every option; [`crate::Archive::new`] calls it.
     pub fn validate(&self) -> Result<()> {
         if self.capacity < 1 || self.capacity > MAX_CAPACITY {
             return invalid(format!(

@@ -13,6 +13,7 @@ pub enum Error {
     Io(String),
 }
 
+/// Result of archive operations.
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl fmt::Display for Error {

@@ -10,14 +10,16 @@
 
 use rayon::prelude::*;
 
-use crate::archive::{Archive, NOT_RESIDENT};
+use crate::archive::Archive;
 use crate::error::{invalid, Result};
 use crate::novelty::{knn, map_blocks, sq_norms, Metric, Neighbors, TopK, QUERY_BLOCK};
 use crate::rng::Rng;
+use crate::validate;
 
 const KMEANS_ITERS: usize = 6;
 const TRAIN_POINTS_PER_LIST: usize = 32;
 
+/// An inverted-file index over an archive's embeddings (see the module docs).
 #[derive(Clone, Debug)]
 pub struct IvfIndex {
     dim: usize,
@@ -41,7 +43,7 @@ impl IvfIndex {
     /// Trains centroids on the archive's embeddings and assigns every resident id.
     /// `nlist = None` picks [`default_nlist`].
     pub fn build(archive: &Archive, nlist: Option<usize>, seed: u64) -> Result<Self> {
-        let Some(dim) = archive.cfg.embedding_dim else {
+        let Some(dim) = archive.config().embedding_dim else {
             return invalid("an approximate index needs an archive created with embedding_dim");
         };
         let n = archive.len();
@@ -53,7 +55,7 @@ impl IvfIndex {
             return invalid("nlist must be >= 1");
         }
         let nlist = nlist.min(n);
-        let metric = archive.cfg.metric;
+        let metric = archive.config().metric;
         let centroids = train(archive, dim, nlist, metric, seed);
         let mut index = IvfIndex {
             dim,
@@ -70,6 +72,7 @@ impl IvfIndex {
         Ok(index)
     }
 
+    /// Number of lists.
     pub fn nlist(&self) -> usize {
         self.nlist
     }
@@ -79,6 +82,7 @@ impl IvfIndex {
         self.lists.iter().map(Vec::len).sum()
     }
 
+    /// Whether no id is assigned.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -86,7 +90,8 @@ impl IvfIndex {
     /// Catches up with the archive: assigns new ids, drops evicted ones, retrains when the
     /// archive's size moved by 4x since training.
     pub fn sync(&mut self, archive: &Archive) -> Result<()> {
-        if archive.cfg.embedding_dim != Some(self.dim) || archive.cfg.metric != self.metric {
+        let cfg = archive.config();
+        if cfg.embedding_dim != Some(self.dim) || cfg.metric != self.metric {
             return invalid("this index was built for a different archive");
         }
         let n = archive.len();
@@ -94,12 +99,12 @@ impl IvfIndex {
             *self = IvfIndex::build(archive, None, self.seed)?;
             return Ok(());
         }
-        let resident = |id: &u64| archive.log.get(*id).is_some_and(|r| r.slot != NOT_RESIDENT);
+        let resident = |id: &u64| archive.contains(*id);
         self.lists.par_iter_mut().for_each(|l| l.retain(resident));
-        let new_ids: Vec<u64> = (self.synced_to..archive.next_id)
+        let new_ids: Vec<u64> = (self.synced_to..archive.next_id())
             .filter(|id| resident(id))
             .collect();
-        self.synced_to = archive.next_id;
+        self.synced_to = archive.next_id();
         if new_ids.is_empty() {
             return Ok(());
         }
@@ -119,7 +124,7 @@ impl IvfIndex {
     }
 
     fn check(&self, archive: &Archive) -> Result<()> {
-        if self.synced_to != archive.next_id {
+        if self.synced_to != archive.next_id() {
             return invalid("the index is behind the archive; call sync first");
         }
         Ok(())
@@ -134,7 +139,7 @@ impl IvfIndex {
         k: usize,
         nprobe: usize,
     ) -> Result<Neighbors> {
-        let dim = archive.query_dim(queries, k)?;
+        let dim = validate::queries(archive.config(), queries, k)?;
         self.check(archive)?;
         if nprobe == 0 {
             return invalid("nprobe must be >= 1");
@@ -179,10 +184,11 @@ impl IvfIndex {
             rbuf.clear();
             rnorm.clear();
             slots.clear();
+            let (rows, norms) = archive.embedding_rows();
             for &id in &self.lists[list] {
-                let s = archive.log[id].slot as usize;
-                rbuf.extend_from_slice(&archive.embeddings[s * dim..(s + 1) * dim]);
-                rnorm.push(archive.sq_norms[s]);
+                let s = archive.slot_of(id).expect("synced ids are resident");
+                rbuf.extend_from_slice(&rows[s * dim..(s + 1) * dim]);
+                rnorm.push(norms[s]);
                 slots.push(s as u32);
             }
             top.scan(
@@ -236,10 +242,11 @@ impl IvfIndex {
 }
 
 fn gather(archive: &Archive, ids: &[u64], dim: usize) -> Vec<f32> {
+    let (all, _) = archive.embedding_rows();
     let mut rows = Vec::with_capacity(ids.len() * dim);
     for &id in ids {
-        let s = archive.log[id].slot as usize;
-        rows.extend_from_slice(&archive.embeddings[s * dim..(s + 1) * dim]);
+        let s = archive.slot_of(id).expect("resident");
+        rows.extend_from_slice(&all[s * dim..(s + 1) * dim]);
     }
     rows
 }
@@ -256,10 +263,11 @@ fn train(archive: &Archive, dim: usize, nlist: usize, metric: Metric, seed: u64)
         pool.swap(i, j);
     }
     let sample_slots = &pool[..want];
+    let (rows, _) = archive.embedding_rows();
     let mut points = Vec::with_capacity(want * dim);
     for &s in sample_slots {
         let s = s as usize;
-        points.extend_from_slice(&archive.embeddings[s * dim..(s + 1) * dim]);
+        points.extend_from_slice(&rows[s * dim..(s + 1) * dim]);
     }
     let mut centroids = points[..nlist * dim].to_vec();
     for _ in 0..KMEANS_ITERS {

@@ -38,21 +38,25 @@
 //! assert_eq!(restored.len(), 3);
 //! ```
 
+#![deny(missing_docs)]
+
 mod archive;
-mod arena;
 mod config;
 mod error;
 mod ivf;
 mod lineage;
 pub mod novelty;
-mod ostree;
+mod planner;
+mod prefetch;
+mod priorities;
+mod residents;
 mod rng;
 mod snapshot;
-mod weights;
+mod validate;
 
-pub use archive::{Archive, EntryInfo, Lineage, Stats, LINEAGE_BYTES_PER_ID};
+pub use archive::{Archive, EntryInfo, Stats};
 pub use config::{Admission, Config, Prioritization, MAX_CAPACITY};
 pub use error::{Error, Result};
 pub use ivf::{default_nlist, IvfIndex};
+pub use lineage::{Lineage, LINEAGE_BYTES_PER_ID};
 pub use novelty::{Metric, Neighbors};
-pub use ostree::OsTree;

@@ -12,9 +12,12 @@
 
 use rayon::prelude::*;
 
+/// Distance between embeddings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
+    /// 1 − cos(a, b).
     Cosine,
+    /// Euclidean distance (not squared).
     L2,
 }
 
@@ -24,8 +27,11 @@ pub(crate) const ROW_BLOCK: usize = 1024;
 /// The `k` nearest rows of each query: `dist[q * k + j]` ascending, `slot` the row index.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Neighbors {
+    /// Neighbours per query.
     pub k: usize,
+    /// `dist[q * k + j]`: distance of query q's j-th nearest row, ascending in j.
     pub dist: Vec<f32>,
+    /// The row (archive slot) of each distance.
     pub slot: Vec<u32>,
 }
 

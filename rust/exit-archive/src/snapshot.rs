@@ -1,66 +1,268 @@
-//! One-file snapshots: versioned header, little-endian sections, CRC-32 trailer.
+//! One-file snapshots: a versioned header of u64 words, little-endian column sections, a
+//! CRC-32 trailer. The two tables below (`HEADER`, `SECTIONS`) are the format: writing,
+//! reading and the file-length check all walk them.
 //!
-//! Layout (all integers little-endian):
 //! ```text
-//! magic "EXITARC\0" | version u32 | header_len u32 | header (HEADER_LEN bytes)
-//! lineage:   parent u64 × m | root u64 × m | depth u32 × m   (m = next_id − lineage_base)
-//! pinned:    id u64 × p | parent u64 × p | root u64 × p | depth u32 × p  (residents below
-//!            lineage_base; version 2 and later)
-//! residents: id u64 × n | score f64 × n | added_step u64 × n | last_step u64 × n
-//!            | times_sampled u64 × n | payload_len u32 × n
-//! payload bytes (payload_bytes) | embeddings f32 × n·dim
-//! trailer:   crc32 of everything before u32 | total file length u64
+//! magic "EXITARC\0" | version u32 | header_len u32 | header (u64 words, HEADER)
+//! sections (SECTIONS, in order, each count(header) × element size bytes)
+//! trailer: crc32 of everything before u32 | total file length u64
 //! ```
-//! Every declared length is checked against the file size before anything is allocated, and
-//! the checksum is verified before any value is trusted.
+//! Loading is three steps: read (every declared length is checked against the file size
+//! before anything is allocated, and the checksum before any value is trusted), `validate`
+//! (every value, in one function), then build.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::archive::{Archive, LogRecord, SlotRecord, NOT_RESIDENT, NO_PARENT, SOFTMAX_SLACK};
-use crate::arena::Arena;
+use bytemuck::Pod;
+
+use crate::archive::{Archive, Counters};
 use crate::config::{Admission, Config, Prioritization};
 use crate::error::{Error, Result};
-use crate::lineage::LineageLog;
+use crate::lineage::{LineageLog, LogRecord, NOT_PLACED, NO_PARENT};
 use crate::novelty::Metric;
+use crate::priorities::{Priorities, SOFTMAX_SLACK};
+use crate::residents::{sq_norm, Record, Residents};
 use crate::rng::Rng;
 
 const MAGIC: &[u8; 8] = b"EXITARC\0";
-const VERSION: u32 = 3;
-/// Header bytes per version: version 2 added the pinned-lineage count, version 3 the
-/// rejected count and the softmax reference (and the softmax and admission mode codes).
-const HEADER_LEN_V1: usize = 8 * 18;
-const HEADER_LEN_V2: usize = 8 * 19;
-const HEADER_LEN: usize = 8 * 21;
+/// Version 2 added pinned lineage, 3 softmax, admission and their header words, 4 the rank
+/// order of residents (so loading needs no sort).
+const VERSION: u32 = 4;
 const PREFIX_LEN: usize = 16;
 const TRAILER_LEN: usize = 12;
-/// Read/checksum granularity: large enough for few syscalls, small enough to stay in L2.
+/// Read granularity: checksum and validate each chunk while it is in cache.
 const CHUNK: usize = 256 << 10;
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("snapshots are written as raw little-endian arrays");
+
+/// Header words, in file order, with the version that introduced each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Word {
+    Capacity,
+    EmbeddingDim,
+    Modes,
+    Temperature,
+    StalenessCoef,
+    Seed,
+    MaxPayloadBytes,
+    Rng0,
+    Rng1,
+    Rng2,
+    Rng3,
+    NextId,
+    Residents,
+    PayloadBytes,
+    Evicted,
+    Removed,
+    Sampled,
+    LineageFloor,
+    Pinned,
+    Rejected,
+    SoftmaxRef,
+}
+
+const HEADER: [(Word, u32); 21] = [
+    (Word::Capacity, 1),
+    (Word::EmbeddingDim, 1),
+    (Word::Modes, 1),
+    (Word::Temperature, 1),
+    (Word::StalenessCoef, 1),
+    (Word::Seed, 1),
+    (Word::MaxPayloadBytes, 1),
+    (Word::Rng0, 1),
+    (Word::Rng1, 1),
+    (Word::Rng2, 1),
+    (Word::Rng3, 1),
+    (Word::NextId, 1),
+    (Word::Residents, 1),
+    (Word::PayloadBytes, 1),
+    (Word::Evicted, 1),
+    (Word::Removed, 1),
+    (Word::Sampled, 1),
+    (Word::LineageFloor, 1),
+    (Word::Pinned, 2),
+    (Word::Rejected, 3),
+    (Word::SoftmaxRef, 3),
+];
+
+/// Header words of a version, by `Word` (absent ones read as 0).
+#[derive(Clone, Debug)]
+struct Header {
+    version: u32,
+    words: [u64; HEADER.len()],
+}
+
+impl Header {
+    fn get(&self, w: Word) -> u64 {
+        self.words[w as usize]
+    }
+
+    fn len_in_file(version: u32) -> usize {
+        8 * HEADER.iter().filter(|(_, since)| *since <= version).count()
+    }
+}
+
+/// How many elements a section has, from the header.
+#[derive(Clone, Copy, Debug)]
+enum Count {
+    /// Lineage records of ids >= the floor.
+    Lineage,
+    Pinned,
+    Residents,
+    PayloadBytes,
+    EmbeddingValues,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Elem {
+    U8,
+    U32,
+    U64,
+    F32,
+}
+
+impl Elem {
+    fn size(self) -> u64 {
+        match self {
+            Elem::U8 => 1,
+            Elem::U32 | Elem::F32 => 4,
+            Elem::U64 => 8,
+        }
+    }
+}
+
+/// Column sections, in file order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Col {
+    Parent,
+    Root,
+    Depth,
+    PinnedId,
+    PinnedParent,
+    PinnedRoot,
+    PinnedDepth,
+    Id,
+    Score,
+    AddedStep,
+    LastStep,
+    TimesSampled,
+    PayloadLen,
+    RankOrder,
+    Payloads,
+    Embeddings,
+}
+
+struct Section {
+    col: Col,
+    elem: Elem,
+    count: Count,
+    since: u32,
+}
+
+const fn section(col: Col, elem: Elem, count: Count, since: u32) -> Section {
+    Section {
+        col,
+        elem,
+        count,
+        since,
+    }
+}
+
+const SECTIONS: [Section; 16] = [
+    section(Col::Parent, Elem::U64, Count::Lineage, 1),
+    section(Col::Root, Elem::U64, Count::Lineage, 1),
+    section(Col::Depth, Elem::U32, Count::Lineage, 1),
+    section(Col::PinnedId, Elem::U64, Count::Pinned, 2),
+    section(Col::PinnedParent, Elem::U64, Count::Pinned, 2),
+    section(Col::PinnedRoot, Elem::U64, Count::Pinned, 2),
+    section(Col::PinnedDepth, Elem::U32, Count::Pinned, 2),
+    section(Col::Id, Elem::U64, Count::Residents, 1),
+    section(Col::Score, Elem::U64, Count::Residents, 1),
+    section(Col::AddedStep, Elem::U64, Count::Residents, 1),
+    section(Col::LastStep, Elem::U64, Count::Residents, 1),
+    section(Col::TimesSampled, Elem::U64, Count::Residents, 1),
+    section(Col::PayloadLen, Elem::U32, Count::Residents, 1),
+    section(Col::RankOrder, Elem::U32, Count::Residents, 4),
+    section(Col::Payloads, Elem::U8, Count::PayloadBytes, 1),
+    section(Col::Embeddings, Elem::F32, Count::EmbeddingValues, 1),
+];
+
+fn sections(version: u32) -> impl Iterator<Item = &'static Section> {
+    SECTIONS.iter().filter(move |s| s.since <= version)
+}
+
+/// Element count of a section; None on overflow or a floor above the next id.
+fn count(h: &Header, c: Count) -> Option<u64> {
+    match c {
+        Count::Lineage => h.get(Word::NextId).checked_sub(h.get(Word::LineageFloor)),
+        Count::Pinned => Some(h.get(Word::Pinned)),
+        Count::Residents => Some(h.get(Word::Residents)),
+        Count::PayloadBytes => Some(h.get(Word::PayloadBytes)),
+        Count::EmbeddingValues => h
+            .get(Word::Residents)
+            .checked_mul(h.get(Word::EmbeddingDim)),
+    }
+}
+
+/// The exact file length the header implies; None on overflow.
+fn expected_len(h: &Header) -> Option<u64> {
+    let mut total = (PREFIX_LEN + Header::len_in_file(h.version) + TRAILER_LEN) as u64;
+    for s in sections(h.version) {
+        total = total.checked_add(count(h, s.count)?.checked_mul(s.elem.size())?)?;
+    }
+    Some(total)
+}
 
 fn corrupt<T>(msg: impl Into<String>) -> Result<T> {
     Err(Error::Corrupt(msg.into()))
 }
 
-/// Plain-old-data element types that are read and written as raw little-endian bytes.
-trait Pod: Copy + Default {}
-impl Pod for u8 {}
-impl Pod for u32 {}
-impl Pod for u64 {}
-impl Pod for f32 {}
-impl Pod for f64 {}
-
-#[cfg(not(target_endian = "little"))]
-compile_error!("snapshots are written as raw little-endian arrays");
-
-fn as_bytes<T: Pod>(v: &[T]) -> &[u8] {
-    // SAFETY: T is a primitive number type with no padding and no invalid bit patterns.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+/// A section's values.
+enum Column {
+    U8(Vec<u8>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    F32(Vec<f32>),
 }
 
-fn as_bytes_mut<T: Pod>(v: &mut [T]) -> &mut [u8] {
-    // SAFETY: as above; every byte pattern is a valid T.
-    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
+/// Every section of a file, by `Col` (an older version's missing ones are empty).
+struct Columns(Vec<Column>);
+
+impl Columns {
+    fn take(&mut self, c: Col) -> Column {
+        std::mem::replace(&mut self.0[c as usize], Column::U8(Vec::new()))
+    }
+
+    fn u64s(&mut self, c: Col) -> Vec<u64> {
+        match self.take(c) {
+            Column::U64(v) => v,
+            _ => Vec::new(),
+        }
+    }
+
+    fn u32s(&mut self, c: Col) -> Vec<u32> {
+        match self.take(c) {
+            Column::U32(v) => v,
+            _ => Vec::new(),
+        }
+    }
+
+    fn bytes(&mut self, c: Col) -> Vec<u8> {
+        match self.take(c) {
+            Column::U8(v) => v,
+            _ => Vec::new(),
+        }
+    }
+
+    fn f32s(&mut self, c: Col) -> Vec<f32> {
+        match self.take(c) {
+            Column::F32(v) => v,
+            _ => Vec::new(),
+        }
+    }
 }
 
 struct CrcWriter<W: Write> {
@@ -77,8 +279,8 @@ impl<W: Write> CrcWriter<W> {
         Ok(())
     }
 
-    fn put_u64(&mut self, x: u64) -> Result<()> {
-        self.put(&x.to_le_bytes())
+    fn put_column<T: Pod>(&mut self, values: &[T]) -> Result<()> {
+        self.put(bytemuck::cast_slice(values))
     }
 }
 
@@ -89,7 +291,6 @@ struct CrcReader<R: Read> {
 
 impl<R: Read> CrcReader<R> {
     fn fill(&mut self, buf: &mut [u8]) -> Result<()> {
-        // Checksum each chunk right after reading it, while it is still in cache.
         for chunk in buf.chunks_mut(CHUNK) {
             self.inner.read_exact(chunk).or_else(|e| {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -103,112 +304,119 @@ impl<R: Read> CrcReader<R> {
         Ok(())
     }
 
-    fn vec<T: Pod>(&mut self, len: usize) -> Result<Vec<T>> {
-        let mut v = vec![T::default(); len];
-        self.fill(as_bytes_mut(&mut v))?;
+    fn column<T: Pod>(&mut self, len: usize) -> Result<Vec<T>> {
+        let mut v = large_zeroed::<T>(len);
+        self.fill(bytemuck::cast_slice_mut(&mut v))?;
         Ok(v)
     }
 }
 
-fn u64_at(b: &[u8], i: usize) -> u64 {
-    u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
-}
-
-/// Exact file length implied by the header counts; None on overflow.
-fn expected_len(
-    header_len: usize,
-    lineage_records: u64,
-    pinned: u64,
-    n: u64,
-    payload_bytes: u64,
-    dim: u64,
-) -> Option<u64> {
-    let lineage = lineage_records
-        .checked_mul(20)?
-        .checked_add(pinned.checked_mul(28)?)?;
-    let residents = n.checked_mul(44)?;
-    let embeddings = n.checked_mul(dim)?.checked_mul(4)?;
-    ((PREFIX_LEN + header_len + TRAILER_LEN) as u64)
-        .checked_add(lineage)?
-        .checked_add(residents)?
-        .checked_add(payload_bytes)?
-        .checked_add(embeddings)
+/// A zeroed vector; large ones ask the kernel for transparent huge pages, which makes
+/// filling them several times cheaper in page faults (what numpy does for its arrays).
+fn large_zeroed<T: Pod>(len: usize) -> Vec<T> {
+    let v = vec![T::zeroed(); len];
+    #[cfg(target_os = "linux")]
+    {
+        let bytes = std::mem::size_of_val(v.as_slice());
+        if bytes >= 4 << 20 {
+            const HUGE: usize = 2 << 20;
+            let start = v.as_ptr() as usize;
+            let aligned = start.next_multiple_of(HUGE);
+            let end = (start + bytes) & !(HUGE - 1);
+            if end > aligned {
+                // SAFETY: advice on pages this vector owns; it changes no contents.
+                unsafe {
+                    libc::madvise(
+                        aligned as *mut libc::c_void,
+                        end - aligned,
+                        libc::MADV_HUGEPAGE,
+                    );
+                }
+            }
+        }
+    }
+    v
 }
 
 impl Archive {
+    fn header(&self) -> [u64; HEADER.len()] {
+        let cfg = &self.cfg;
+        let modes =
+            cfg.metric as u64 | (cfg.prioritization as u64) << 8 | (cfg.admission as u64) << 16;
+        let rng = self.rng.state();
+        HEADER.map(|(w, _)| match w {
+            Word::Capacity => cfg.capacity as u64,
+            Word::EmbeddingDim => cfg.embedding_dim.unwrap_or(0) as u64,
+            Word::Modes => modes,
+            Word::Temperature => cfg.temperature.to_bits(),
+            Word::StalenessCoef => cfg.staleness_coef.to_bits(),
+            Word::Seed => cfg.seed,
+            Word::MaxPayloadBytes => cfg.max_payload_bytes as u64,
+            Word::Rng0 => rng[0],
+            Word::Rng1 => rng[1],
+            Word::Rng2 => rng[2],
+            Word::Rng3 => rng[3],
+            Word::NextId => self.next_id(),
+            Word::Residents => self.len() as u64,
+            Word::PayloadBytes => self.residents.live_bytes(),
+            Word::Evicted => self.counters.evicted,
+            Word::Removed => self.counters.removed,
+            Word::Sampled => self.counters.sampled,
+            Word::LineageFloor => self.log.base(),
+            Word::Pinned => self.log.pinned().len() as u64,
+            Word::Rejected => self.counters.rejected,
+            Word::SoftmaxRef => self.priorities.softmax_ref().to_bits(),
+        })
+    }
+
+    fn write_section<W: Write>(&self, w: &mut CrcWriter<W>, col: Col) -> Result<()> {
+        let records = self.log.records();
+        let pinned = self.log.pinned();
+        let residents = self.residents.records();
+        let lineage = |f: fn(&LogRecord) -> u64| -> Vec<u64> { records.iter().map(f).collect() };
+        let pinned_col =
+            |f: fn(&(u64, LogRecord)) -> u64| -> Vec<u64> { pinned.iter().map(f).collect() };
+        let resident = |f: fn(&Record) -> u64| -> Vec<u64> { residents.iter().map(f).collect() };
+        match col {
+            Col::Parent => w.put_column(&lineage(|r| r.parent)),
+            Col::Root => w.put_column(&lineage(|r| r.root)),
+            Col::Depth => w.put_column(&records.iter().map(|r| r.depth).collect::<Vec<u32>>()),
+            Col::PinnedId => w.put_column(&pinned_col(|p| p.0)),
+            Col::PinnedParent => w.put_column(&pinned_col(|p| p.1.parent)),
+            Col::PinnedRoot => w.put_column(&pinned_col(|p| p.1.root)),
+            Col::PinnedDepth => {
+                w.put_column(&pinned.iter().map(|p| p.1.depth).collect::<Vec<u32>>())
+            }
+            Col::Id => w.put_column(&resident(|r| r.id)),
+            Col::Score => w.put_column(self.priorities.scores()),
+            Col::AddedStep => w.put_column(&resident(|r| r.added_step)),
+            Col::LastStep => w.put_column(self.priorities.last_steps()),
+            Col::TimesSampled => w.put_column(&resident(|r| r.times_sampled)),
+            Col::PayloadLen => w.put_column(&residents.iter().map(|r| r.len).collect::<Vec<u32>>()),
+            Col::RankOrder => w.put_column(&self.priorities.rank_order()),
+            Col::Payloads => {
+                for s in 0..self.len() {
+                    w.put(self.residents.payload(s))?;
+                }
+                Ok(())
+            }
+            Col::Embeddings => w.put_column(self.residents.embeddings()),
+        }
+    }
+
     fn write_to<W: Write>(&self, inner: W) -> Result<W> {
         let mut w = CrcWriter {
             inner,
             crc: crc32fast::Hasher::new(),
             written: 0,
         };
-        let cfg = &self.cfg;
         w.put(MAGIC)?;
         w.put(&VERSION.to_le_bytes())?;
-        w.put(&(HEADER_LEN as u32).to_le_bytes())?;
-        let modes =
-            cfg.metric as u64 | (cfg.prioritization as u64) << 8 | (cfg.admission as u64) << 16;
-        let header = [
-            cfg.capacity as u64,
-            cfg.embedding_dim.unwrap_or(0) as u64,
-            modes,
-            cfg.temperature.to_bits(),
-            cfg.staleness_coef.to_bits(),
-            cfg.seed,
-            cfg.max_payload_bytes as u64,
-        ];
-        for x in header.into_iter().chain(self.rng.state()) {
-            w.put_u64(x)?;
+        w.put(&(Header::len_in_file(VERSION) as u32).to_le_bytes())?;
+        w.put_column(&self.header())?;
+        for s in sections(VERSION) {
+            self.write_section(&mut w, s.col)?;
         }
-        for x in [
-            self.next_id,
-            self.len() as u64,
-            self.payloads.live_bytes(),
-            self.evicted,
-            self.removed,
-            self.sampled,
-            self.log.base(),
-        ] {
-            w.put_u64(x)?;
-        }
-        let pinned: Vec<(u64, LogRecord)> = self
-            .log
-            .pinned()
-            .into_iter()
-            .filter(|(_, r)| r.slot != NOT_RESIDENT)
-            .collect();
-        w.put_u64(pinned.len() as u64)?;
-        w.put_u64(self.rejected)?;
-        w.put_u64(self.softmax_ref.to_bits())?;
-        // Columnar on disk: each field is written as one contiguous little-endian array.
-        let records = self.log.records();
-        let column = |f: fn(&LogRecord) -> u64| -> Vec<u64> { records.iter().map(f).collect() };
-        w.put(as_bytes(&column(|r| r.parent)))?;
-        w.put(as_bytes(&column(|r| r.root)))?;
-        let depth: Vec<u32> = records.iter().map(|r| r.depth).collect();
-        w.put(as_bytes(&depth))?;
-        let pinned_ids: Vec<u64> = pinned.iter().map(|p| p.0).collect();
-        w.put(as_bytes(&pinned_ids))?;
-        let column =
-            |f: fn(&LogRecord) -> u64| -> Vec<u64> { pinned.iter().map(|p| f(&p.1)).collect() };
-        w.put(as_bytes(&column(|r| r.parent)))?;
-        w.put(as_bytes(&column(|r| r.root)))?;
-        let depth: Vec<u32> = pinned.iter().map(|p| p.1.depth).collect();
-        w.put(as_bytes(&depth))?;
-        let column = |f: fn(&SlotRecord) -> u64| -> Vec<u64> { self.slots.iter().map(f).collect() };
-        w.put(as_bytes(&column(|s| s.id)))?;
-        w.put(as_bytes(&column(|s| s.score.to_bits())))?;
-        w.put(as_bytes(&column(|s| s.added_step)))?;
-        w.put(as_bytes(&column(|s| s.last_step)))?;
-        w.put(as_bytes(&column(|s| s.times_sampled)))?;
-        let lens: Vec<u32> = (0..self.len())
-            .map(|s| self.payloads.get(s).len() as u32)
-            .collect();
-        w.put(as_bytes(&lens))?;
-        for s in 0..self.len() {
-            w.put(self.payloads.get(s))?;
-        }
-        w.put(as_bytes(&self.embeddings))?;
         let crc = w.crc.clone().finalize();
         let total = w.written + TRAILER_LEN as u64;
         w.inner.write_all(&crc.to_le_bytes())?;
@@ -222,6 +430,7 @@ impl Archive {
             .expect("writing to memory cannot fail")
     }
 
+    /// Loads a snapshot from bytes (the format of [`Archive::save`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Archive> {
         Archive::read_from(bytes, bytes.len() as u64)
     }
@@ -249,256 +458,374 @@ impl Archive {
         Ok(())
     }
 
+    /// Loads a snapshot file written by [`Archive::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<Archive> {
         let file = File::open(path.as_ref())?;
         let len = file.metadata()?.len();
-        Archive::read_from(std::io::BufReader::with_capacity(1 << 16, file), len)
+        Archive::read_from(file, len)
     }
 
     fn read_from<R: Read>(inner: R, file_len: u64) -> Result<Archive> {
-        if file_len < (PREFIX_LEN + HEADER_LEN_V1 + TRAILER_LEN) as u64 {
-            return corrupt(format!("{file_len} bytes is too short for a snapshot"));
+        let (header, columns) = read(inner, file_len)?;
+        let mut columns = columns;
+        validate(&header, &mut columns)?;
+        Ok(build(&header, columns))
+    }
+}
+
+/// Step 1: the bytes. Checks magic, version, lengths and checksum; trusts no value yet.
+fn read<R: Read>(inner: R, file_len: u64) -> Result<(Header, Columns)> {
+    if file_len < (PREFIX_LEN + Header::len_in_file(1) + TRAILER_LEN) as u64 {
+        return corrupt(format!("{file_len} bytes is too short for a snapshot"));
+    }
+    let mut r = CrcReader {
+        inner,
+        crc: crc32fast::Hasher::new(),
+    };
+    let mut prefix = [0u8; PREFIX_LEN];
+    r.fill(&mut prefix)?;
+    if &prefix[..8] != MAGIC {
+        return corrupt("not an exit-archive snapshot (bad magic)");
+    }
+    let version = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes"));
+    if !(1..=VERSION).contains(&version) {
+        return corrupt(format!("unsupported snapshot version {version}"));
+    }
+    let header_len = Header::len_in_file(version);
+    if u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes")) != header_len as u32 {
+        return corrupt("unexpected header length");
+    }
+    let present: Vec<u64> = r.column(header_len / 8)?;
+    let mut words = [0u64; HEADER.len()];
+    let mut next = present.into_iter();
+    for (i, (_, since)) in HEADER.iter().enumerate() {
+        if *since <= version {
+            words[i] = next.next().expect("header length checked");
         }
-        let mut r = CrcReader {
-            inner,
-            crc: crc32fast::Hasher::new(),
+    }
+    let header = Header { version, words };
+    match expected_len(&header) {
+        Some(expected) if expected == file_len => {}
+        _ => return corrupt("declared sizes do not match the file length"),
+    }
+    let mut columns = Columns(
+        (0..SECTIONS.len())
+            .map(|_| Column::U8(Vec::new()))
+            .collect(),
+    );
+    for s in sections(version) {
+        let n = count(&header, s.count).expect("checked by expected_len") as usize;
+        columns.0[s.col as usize] = match s.elem {
+            Elem::U8 => Column::U8(r.column(n)?),
+            Elem::U32 => Column::U32(r.column(n)?),
+            Elem::U64 => Column::U64(r.column(n)?),
+            Elem::F32 => Column::F32(r.column(n)?),
         };
-        let mut prefix = [0u8; PREFIX_LEN];
-        r.fill(&mut prefix)?;
-        if &prefix[..8] != MAGIC {
-            return corrupt("not an exit-archive snapshot (bad magic)");
+    }
+    let crc = r.crc.clone().finalize();
+    let mut trailer = [0u8; TRAILER_LEN];
+    r.inner
+        .read_exact(&mut trailer)
+        .map_err(|_| Error::Corrupt("file is truncated".into()))?;
+    if u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) != crc {
+        return corrupt("checksum mismatch");
+    }
+    if u64::from_le_bytes(trailer[4..].try_into().expect("8 bytes")) != file_len {
+        return corrupt("trailer length mismatch");
+    }
+    Ok((header, columns))
+}
+
+/// The configuration a header describes.
+fn config(h: &Header) -> Result<Config> {
+    let modes = h.get(Word::Modes);
+    let metric = match modes & 0xff {
+        0 => Metric::Cosine,
+        1 => Metric::L2,
+        _ => return corrupt("unknown metric"),
+    };
+    let prioritization = match (modes >> 8 & 0xff, h.version) {
+        (0, _) => Prioritization::Rank,
+        (1, _) => Prioritization::Proportional,
+        (2, 3..) => Prioritization::Softmax,
+        _ => return corrupt("unknown prioritization"),
+    };
+    let admission = match (modes >> 16, h.version) {
+        (0, _) => Admission::Always,
+        (1, 3..) => Admission::NotBelowMin,
+        _ => return corrupt("unknown admission rule"),
+    };
+    let dim = h.get(Word::EmbeddingDim);
+    let cfg = Config {
+        capacity: usize::try_from(h.get(Word::Capacity)).unwrap_or(0),
+        embedding_dim: (dim > 0).then_some(dim as usize),
+        metric,
+        prioritization,
+        temperature: f64::from_bits(h.get(Word::Temperature)),
+        staleness_coef: f64::from_bits(h.get(Word::StalenessCoef)),
+        admission,
+        seed: h.get(Word::Seed),
+        max_payload_bytes: usize::try_from(h.get(Word::MaxPayloadBytes)).unwrap_or(usize::MAX),
+    };
+    cfg.validate().or(corrupt("invalid configuration"))?;
+    Ok(cfg)
+}
+
+/// Step 2: every value, checked once, in one place. Fills in what older versions lack (the
+/// rank order) so that `build` can trust the columns.
+fn validate(h: &Header, cols: &mut Columns) -> Result<()> {
+    let cfg = config(h)?;
+    if Rng::from_state([Word::Rng0, Word::Rng1, Word::Rng2, Word::Rng3].map(|w| h.get(w))).is_none()
+    {
+        return corrupt("invalid RNG state");
+    }
+    let (next_id, base) = (h.get(Word::NextId), h.get(Word::LineageFloor));
+    let n = h.get(Word::Residents) as usize;
+    if n > cfg.capacity || n as u64 > next_id {
+        return corrupt("more residents than capacity or ids");
+    }
+    if h.get(Word::Pinned) > base {
+        return corrupt("more pinned lineage records than ids below the floor");
+    }
+    // Lineage: each record agrees with its parent's whenever the parent's is kept.
+    let get = |c: Col| -> &Column { &cols.0[c as usize] };
+    let (Column::U64(parent), Column::U64(root), Column::U32(depth)) =
+        (get(Col::Parent), get(Col::Root), get(Col::Depth))
+    else {
+        return corrupt("missing lineage");
+    };
+    let (pinned_ids, pinned_parent, pinned_root, pinned_depth) = match (
+        get(Col::PinnedId),
+        get(Col::PinnedParent),
+        get(Col::PinnedRoot),
+        get(Col::PinnedDepth),
+    ) {
+        (Column::U64(a), Column::U64(b), Column::U64(c), Column::U32(d)) => (a, b, c, d),
+        _ => (&Vec::new(), &Vec::new(), &Vec::new(), &Vec::new()),
+    };
+    if pinned_ids.windows(2).any(|w| w[0] >= w[1]) || pinned_ids.iter().any(|&p| p >= base) {
+        return corrupt("pinned lineage ids out of order or above the floor");
+    }
+    let record_of = |id: u64| -> Option<(u64, u32)> {
+        if id >= base {
+            let i = (id - base) as usize;
+            Some((root[i], depth[i]))
+        } else {
+            let k = pinned_ids.binary_search(&id).ok()?;
+            Some((pinned_root[k], pinned_depth[k]))
         }
-        let version = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes"));
-        let header_len = match version {
-            1 => HEADER_LEN_V1,
-            2 => HEADER_LEN_V2,
-            VERSION => HEADER_LEN,
-            _ => return corrupt(format!("unsupported snapshot version {version}")),
-        };
-        if u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes")) != header_len as u32 {
-            return corrupt("unexpected header length");
+    };
+    let consistent = |id: u64, parent: u64, root: u64, depth: u32| -> bool {
+        if parent == NO_PARENT {
+            return root == id && depth == 0;
         }
-        let mut h = [0u8; HEADER_LEN];
-        r.fill(&mut h[..header_len])?;
-        let [capacity, dim, modes, temperature, coef, seed, max_payload] =
-            std::array::from_fn(|i| u64_at(&h, i));
-        let rng_state: [u64; 4] = std::array::from_fn(|i| u64_at(&h, 7 + i));
-        let [next_id, n, payload_bytes, evicted, removed, sampled, base, pinned_count, rejected, softmax_ref] =
-            std::array::from_fn(|i| u64_at(&h, 11 + i));
-        let softmax_ref = f64::from_bits(softmax_ref);
-        if base > next_id || pinned_count > base {
-            return corrupt("lineage floor beyond the next id");
+        if parent >= id {
+            return false;
         }
-        match expected_len(
-            header_len,
-            next_id - base,
-            pinned_count,
-            n,
-            payload_bytes,
-            dim,
+        match record_of(parent) {
+            Some((pr, pd)) => root == pr && pd.checked_add(1) == Some(depth),
+            None => root <= parent && depth >= 1, // the parent's record was forgotten
+        }
+    };
+    for k in 0..pinned_ids.len() {
+        if !consistent(
+            pinned_ids[k],
+            pinned_parent[k],
+            pinned_root[k],
+            pinned_depth[k],
         ) {
-            Some(expected) if expected == file_len => {}
-            _ => return corrupt("declared sizes do not match the file length"),
+            return corrupt(format!("inconsistent lineage at id {}", pinned_ids[k]));
         }
-        let metric = match modes & 0xff {
-            0 => Metric::Cosine,
-            1 => Metric::L2,
-            _ => return corrupt("unknown metric"),
-        };
-        // Versions before 3 knew neither softmax nor admission rules.
-        let prioritization = match (modes >> 8 & 0xff, version) {
-            (0, _) => Prioritization::Rank,
-            (1, _) => Prioritization::Proportional,
-            (2, 3..) => Prioritization::Softmax,
-            _ => return corrupt("unknown prioritization"),
-        };
-        let admission = match modes >> 16 {
-            0 => Admission::Always,
-            1 if version >= 3 => Admission::NotBelowMin,
-            _ => return corrupt("unknown admission rule"),
-        };
-        if !softmax_ref.is_finite() {
-            return corrupt("invalid softmax reference");
+    }
+    for i in 0..parent.len() {
+        if !consistent(base + i as u64, parent[i], root[i], depth[i]) {
+            return corrupt(format!("inconsistent lineage at id {}", base + i as u64));
         }
-        let cfg = Config {
-            capacity: capacity as usize,
-            embedding_dim: (dim > 0).then_some(dim as usize),
-            metric,
-            prioritization,
-            temperature: f64::from_bits(temperature),
-            staleness_coef: f64::from_bits(coef),
-            admission,
-            seed,
-            max_payload_bytes: max_payload as usize,
-        };
-        let (next, n, dim) = ((next_id - base) as usize, n as usize, dim as usize);
-        let parent: Vec<u64> = r.vec(next)?;
-        let root: Vec<u64> = r.vec(next)?;
-        let depth: Vec<u32> = r.vec(next)?;
-        let pinned_count = pinned_count as usize;
-        let pinned_ids: Vec<u64> = r.vec(pinned_count)?;
-        let pinned_parent: Vec<u64> = r.vec(pinned_count)?;
-        let pinned_root: Vec<u64> = r.vec(pinned_count)?;
-        let pinned_depth: Vec<u32> = r.vec(pinned_count)?;
-        let ids: Vec<u64> = r.vec(n)?;
-        let scores: Vec<f64> = r.vec(n)?;
-        let added_step: Vec<u64> = r.vec(n)?;
-        let last_step: Vec<u64> = r.vec(n)?;
-        let times_sampled: Vec<u64> = r.vec(n)?;
-        let lens: Vec<u32> = r.vec(n)?;
-        let bytes: Vec<u8> = r.vec(payload_bytes as usize)?;
-        let embeddings: Vec<f32> = r.vec(n * dim)?;
-        let crc = r.crc.clone().finalize();
-        let mut trailer = [0u8; TRAILER_LEN];
-        r.inner
-            .read_exact(&mut trailer)
-            .map_err(|_| Error::Corrupt("file is truncated".into()))?;
-        if u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) != crc {
-            return corrupt("checksum mismatch");
-        }
-        if u64::from_le_bytes(trailer[4..].try_into().expect("8 bytes")) != file_len {
-            return corrupt("trailer length mismatch");
-        }
-
-        // The bytes are intact; now check they describe a consistent archive.
-        cfg.validate().or(corrupt("invalid configuration"))?;
-        let Some(rng) = Rng::from_state(rng_state) else {
-            return corrupt("invalid RNG state");
-        };
-        if n > cfg.capacity || n as u64 > next_id {
-            return corrupt("more residents than capacity or ids");
-        }
-        // Lineage: each record agrees with its parent's whenever the parent's is kept.
-        let record_of = |id: u64| -> Option<(u64, u32)> {
-            if id >= base {
-                let i = (id - base) as usize;
-                Some((root[i], depth[i]))
-            } else {
-                let k = pinned_ids.binary_search(&id).ok()?;
-                Some((pinned_root[k], pinned_depth[k]))
+    }
+    // Residents: unique ids, each with a lineage record; every pinned id is resident.
+    let (Column::U64(ids), Column::U64(score_bits), Column::U32(lens)) =
+        (get(Col::Id), get(Col::Score), get(Col::PayloadLen))
+    else {
+        return corrupt("missing residents");
+    };
+    let mut seen = vec![false; parent.len()];
+    let mut seen_pinned = vec![false; pinned_ids.len()];
+    for &id in ids {
+        let fresh = if id >= next_id {
+            false
+        } else if id >= base {
+            !std::mem::replace(&mut seen[(id - base) as usize], true)
+        } else {
+            match pinned_ids.binary_search(&id) {
+                Ok(k) => !std::mem::replace(&mut seen_pinned[k], true),
+                Err(_) => false,
             }
         };
-        let consistent = |id: u64, parent: u64, root: u64, depth: u32| -> bool {
-            if parent == NO_PARENT {
-                return root == id && depth == 0;
-            }
-            if parent >= id {
-                return false;
-            }
-            match record_of(parent) {
-                Some((pr, pd)) => root == pr && pd.checked_add(1) == Some(depth),
-                None => root <= parent && depth >= 1, // the parent's record was forgotten
-            }
+        if !fresh {
+            return corrupt("resident ids out of range, repeated or without lineage");
+        }
+    }
+    if seen_pinned.contains(&false) {
+        return corrupt("pinned lineage for an id that is not resident");
+    }
+    let scores: Vec<f64> = score_bits.iter().map(|&b| f64::from_bits(b)).collect();
+    if crate::validate::scores(&scores, cfg.prioritization).is_err() {
+        return corrupt("invalid score");
+    }
+    if lens.iter().map(|&l| l as u64).sum::<u64>() != h.get(Word::PayloadBytes)
+        || lens.iter().any(|&l| l as usize > cfg.max_payload_bytes)
+    {
+        return corrupt("payload lengths do not add up");
+    }
+    if let Some(dim) = cfg.embedding_dim {
+        let Column::F32(e) = get(Col::Embeddings) else {
+            return corrupt("missing embeddings");
         };
-        if pinned_ids.windows(2).any(|w| w[0] >= w[1]) || pinned_ids.iter().any(|&p| p >= base) {
-            return corrupt("pinned lineage ids out of order or above the floor");
+        if crate::validate::vectors(e, dim, cfg.metric, "embeddings").is_err() {
+            return corrupt("non-finite embedding, or zero under the cosine metric");
         }
-        for k in 0..pinned_count {
-            if !consistent(
-                pinned_ids[k],
-                pinned_parent[k],
-                pinned_root[k],
-                pinned_depth[k],
-            ) {
-                return corrupt(format!("inconsistent lineage at id {}", pinned_ids[k]));
-            }
-        }
-        for i in 0..next {
-            if !consistent(base + i as u64, parent[i], root[i], depth[i]) {
-                return corrupt(format!("inconsistent lineage at id {}", base + i as u64));
-            }
-        }
-        // Residents: unique ids, each with a lineage record; every pinned id is resident.
-        let mut seen = vec![false; next];
-        let mut seen_pinned = vec![false; pinned_count];
-        for &id in &ids {
-            let fresh = if id >= next_id {
-                false
-            } else if id >= base {
-                !std::mem::replace(&mut seen[(id - base) as usize], true)
-            } else {
-                match pinned_ids.binary_search(&id) {
-                    Ok(k) => !std::mem::replace(&mut seen_pinned[k], true),
-                    Err(_) => false,
+    }
+    // The rank order: a permutation of slots listing keys in strictly ascending rank order
+    // (version 4), or computed for older files.
+    let key = |s: usize| {
+        (
+            std::cmp::Reverse(crate::priorities::ascending_bits(scores[s])),
+            ids[s],
+        )
+    };
+    let order: Vec<u32> = match get(Col::RankOrder) {
+        Column::U32(order) if h.version >= 4 => {
+            let mut hit = vec![false; n];
+            for &s in order {
+                if (s as usize) >= n || std::mem::replace(&mut hit[s as usize], true) {
+                    return corrupt("rank order is not a permutation of the residents");
                 }
-            };
-            if !fresh {
-                return corrupt("resident ids out of range, repeated or without lineage");
             }
-        }
-        if seen_pinned.contains(&false) {
-            return corrupt("pinned lineage for an id that is not resident");
-        }
-        for &s in &scores {
-            if !s.is_finite() || (prioritization == Prioritization::Proportional && s < 0.0) {
-                return corrupt("invalid score");
+            if order
+                .windows(2)
+                .any(|w| key(w[0] as usize) >= key(w[1] as usize))
+            {
+                return corrupt("rank order out of order");
             }
+            order.clone()
         }
-        if lens.iter().map(|&l| l as u64).sum::<u64>() != payload_bytes
-            || lens.iter().any(|&l| l as usize > cfg.max_payload_bytes)
-        {
-            return corrupt("payload lengths do not add up");
+        _ => {
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            order.sort_unstable_by_key(|&s| key(s as usize));
+            order
         }
-        // One pass over the embeddings: finiteness and the cached squared norms.
-        let mut sq_norms: Vec<f32> = Vec::with_capacity(if dim > 0 { n } else { 0 });
-        if dim > 0 {
-            for row in embeddings.chunks_exact(dim) {
-                if !row.iter().all(|x| x.is_finite()) {
-                    return corrupt("non-finite embedding");
-                }
-                sq_norms.push(crate::archive::sq_norm(row));
-            }
-        }
-        if metric == Metric::Cosine && sq_norms.contains(&0.0) {
-            return corrupt("zero embedding under the cosine metric");
-        }
-
-        let mut archive = Archive::new(cfg)?;
-        archive.rng = rng;
-        archive.next_id = next_id;
-        let record = |parent, root, depth| LogRecord {
-            parent,
-            root,
-            depth,
-            slot: NOT_RESIDENT,
-        };
-        archive.log = LineageLog::from_parts(
-            base,
-            (0..next)
-                .map(|i| record(parent[i], root[i], depth[i]))
-                .collect(),
-            (0..pinned_count)
-                .map(|k| {
-                    let r = record(pinned_parent[k], pinned_root[k], pinned_depth[k]);
-                    (pinned_ids[k], r)
-                })
-                .collect(),
-        );
-        archive.slots = (0..n)
-            .map(|s| SlotRecord {
-                id: ids[s],
-                score: scores[s],
-                added_step: added_step[s],
-                last_step: last_step[s],
-                times_sampled: times_sampled[s],
-            })
-            .collect();
-        archive.payloads = Arena::from_parts(bytes, &lens);
-        archive.embeddings = embeddings;
-        archive.sq_norms = sq_norms;
-        archive.evicted = evicted;
-        archive.rejected = rejected;
-        archive.softmax_ref = softmax_ref;
-        archive.removed = removed;
-        archive.sampled = sampled;
-        archive.rebuild_indexes();
-        if prioritization == Prioritization::Softmax && n > 0 {
-            let x = (archive.top_score() - softmax_ref) / archive.cfg.temperature;
+    };
+    cols.0[Col::RankOrder as usize] = Column::U32(order);
+    let softmax_ref = f64::from_bits(h.get(Word::SoftmaxRef));
+    if !softmax_ref.is_finite() {
+        return corrupt("invalid softmax reference");
+    }
+    if cfg.prioritization == Prioritization::Softmax {
+        if let Some(top) = scores.iter().copied().reduce(f64::max) {
+            let x = (top - softmax_ref) / cfg.temperature;
             if !(-SOFTMAX_SLACK..=SOFTMAX_SLACK).contains(&x) {
                 return corrupt("softmax reference far from the highest score");
             }
         }
-        Ok(archive)
+    }
+    Ok(())
+}
+
+/// Step 3: the archive, from validated columns.
+fn build(h: &Header, mut cols: Columns) -> Archive {
+    let cfg = config(h).expect("validated");
+    let base = h.get(Word::LineageFloor);
+    let (parent, root, depth) = (
+        cols.u64s(Col::Parent),
+        cols.u64s(Col::Root),
+        cols.u32s(Col::Depth),
+    );
+    let record = |parent, root, depth| LogRecord {
+        parent,
+        root,
+        depth,
+        slot: NOT_PLACED,
+    };
+    let records: Vec<LogRecord> = (0..parent.len())
+        .map(|i| record(parent[i], root[i], depth[i]))
+        .collect();
+    let (pid, pparent, proot, pdepth) = (
+        cols.u64s(Col::PinnedId),
+        cols.u64s(Col::PinnedParent),
+        cols.u64s(Col::PinnedRoot),
+        cols.u32s(Col::PinnedDepth),
+    );
+    let pinned = (0..pid.len())
+        .map(|k| (pid[k], record(pparent[k], proot[k], pdepth[k])))
+        .collect();
+    let mut log = LineageLog::from_parts(base, records, pinned);
+    let ids = cols.u64s(Col::Id);
+    for (s, &id) in ids.iter().enumerate() {
+        log[id].slot = s as u32;
+    }
+    let scores: Vec<f64> = cols
+        .u64s(Col::Score)
+        .into_iter()
+        .map(f64::from_bits)
+        .collect();
+    let last = cols.u64s(Col::LastStep);
+    let (added, times, lens) = (
+        cols.u64s(Col::AddedStep),
+        cols.u64s(Col::TimesSampled),
+        cols.u32s(Col::PayloadLen),
+    );
+    let mut offset = 0u64;
+    let records: Vec<Record> = (0..ids.len())
+        .map(|s| {
+            let r = Record {
+                id: ids[s],
+                added_step: added[s],
+                times_sampled: times[s],
+                offset,
+                len: lens[s],
+                cap: lens[s],
+            };
+            offset += lens[s] as u64;
+            r
+        })
+        .collect();
+    let dim = cfg.embedding_dim.unwrap_or(0);
+    let embeddings = cols.f32s(Col::Embeddings);
+    let sq_norms: Vec<f32> = if dim > 0 {
+        embeddings.chunks_exact(dim).map(sq_norm).collect()
+    } else {
+        Vec::new()
+    };
+    let residents = Residents::from_parts(
+        dim,
+        records,
+        cols.bytes(Col::Payloads),
+        embeddings,
+        sq_norms,
+    );
+    let order = cols.u32s(Col::RankOrder);
+    let priorities = Priorities::from_ranked(
+        &cfg,
+        &ids,
+        scores,
+        last,
+        &order,
+        f64::from_bits(h.get(Word::SoftmaxRef)),
+    );
+    let rng = Rng::from_state([Word::Rng0, Word::Rng1, Word::Rng2, Word::Rng3].map(|w| h.get(w)))
+        .expect("validated");
+    Archive {
+        rng,
+        log,
+        residents,
+        priorities,
+        counters: Counters {
+            evicted: h.get(Word::Evicted),
+            rejected: h.get(Word::Rejected),
+            removed: h.get(Word::Removed),
+            sampled: h.get(Word::Sampled),
+        },
+        cfg,
     }
 }
 

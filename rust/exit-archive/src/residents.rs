@@ -1,0 +1,242 @@
+//! What each resident slot holds besides its priority: id, steps, sample count, payload bytes
+//! and embedding. Payloads live in one buffer; a reused slot keeps its extent when the new
+//! payload fits, so archives of similar-sized payloads never fragment. Otherwise the payload
+//! is appended and the buffer is compacted once garbage exceeds a quarter of it.
+
+use crate::prefetch::prefetch;
+
+/// One slot's bookkeeping: one record, so a slot touched by an operation is one cache line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct Record {
+    pub id: u64,
+    pub added_step: u64,
+    pub times_sampled: u64,
+    pub offset: u64,
+    pub len: u32,
+    pub cap: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Residents {
+    dim: usize,
+    records: Vec<Record>,
+    bytes: Vec<u8>,
+    live: u64,
+    embeddings: Vec<f32>,
+    sq_norms: Vec<f32>,
+}
+
+pub(crate) fn sq_norm(row: &[f32]) -> f32 {
+    row.iter().map(|x| x * x).sum()
+}
+
+impl Residents {
+    pub(crate) fn new(dim: usize) -> Self {
+        Residents {
+            dim,
+            ..Residents::default()
+        }
+    }
+
+    /// Rebuilds from snapshot columns (validated by the caller).
+    pub(crate) fn from_parts(
+        dim: usize,
+        records: Vec<Record>,
+        bytes: Vec<u8>,
+        embeddings: Vec<f32>,
+        sq_norms: Vec<f32>,
+    ) -> Self {
+        let live = records.iter().map(|r| r.len as u64).sum();
+        Residents {
+            dim,
+            records,
+            bytes,
+            live,
+            embeddings,
+            sq_norms,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    #[inline]
+    pub(crate) fn id(&self, slot: usize) -> u64 {
+        self.records[slot].id
+    }
+
+    pub(crate) fn record(&self, slot: usize) -> &Record {
+        &self.records[slot]
+    }
+
+    pub(crate) fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    pub(crate) fn payload(&self, slot: usize) -> &[u8] {
+        let r = &self.records[slot];
+        &self.bytes[r.offset as usize..r.offset as usize + r.len as usize]
+    }
+
+    pub(crate) fn embedding(&self, slot: usize) -> Option<&[f32]> {
+        (self.dim > 0).then(|| &self.embeddings[slot * self.dim..(slot + 1) * self.dim])
+    }
+
+    /// Row-major embeddings of slots 0..n.
+    pub(crate) fn embeddings(&self) -> &[f32] {
+        &self.embeddings
+    }
+
+    pub(crate) fn sq_norms(&self) -> &[f32] {
+        &self.sq_norms
+    }
+
+    /// Sum of resident payload lengths.
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.live
+    }
+
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.records.capacity() * std::mem::size_of::<Record>()
+            + self.bytes.capacity()
+            + (self.embeddings.capacity() + self.sq_norms.capacity()) * 4
+    }
+
+    /// Writes new residents: `slots[j]` gets entry `items[j]` = (id, payload, embedding row),
+    /// added at `step`. A slot below `len()` is overwritten, others are appended in order.
+    pub(crate) fn place<'a>(
+        &mut self,
+        slots: &[u32],
+        items: impl Iterator<Item = (u64, &'a [u8], Option<&'a [f32]>)>,
+        step: u64,
+    ) {
+        let dim = self.dim;
+        for (j, (&slot, (id, payload, row))) in slots.iter().zip(items).enumerate() {
+            // Two stages: the record first, then (once it is cached) the payload it points to.
+            if let Some(r) = slots.get(j + 8).and_then(|&s| self.records.get(s as usize)) {
+                prefetch(r);
+            }
+            if let Some(r) = slots.get(j + 4).and_then(|&s| self.records.get(s as usize)) {
+                prefetch(self.bytes.as_ptr().wrapping_add(r.offset as usize));
+            }
+            let s = slot as usize;
+            if s == self.records.len() {
+                self.records.push(Record::default());
+                self.embeddings.resize((s + 1) * dim, 0.0);
+                self.sq_norms.resize((s + 1) * usize::from(dim > 0), 0.0);
+            }
+            let r = &mut self.records[s];
+            self.live = self.live - r.len as u64 + payload.len() as u64;
+            let len = payload.len() as u32;
+            if len <= r.cap {
+                let start = r.offset as usize;
+                self.bytes[start..start + payload.len()].copy_from_slice(payload);
+            } else {
+                r.offset = self.bytes.len() as u64;
+                r.cap = len;
+                self.bytes.extend_from_slice(payload);
+            }
+            r.len = len;
+            r.id = id;
+            r.added_step = step;
+            r.times_sampled = 0;
+            if let Some(row) = row {
+                self.embeddings[s * dim..(s + 1) * dim].copy_from_slice(row);
+                self.sq_norms[s] = sq_norm(row);
+            }
+        }
+        self.maybe_compact();
+    }
+
+    /// Hints that the record of `slot` will be used soon.
+    #[inline]
+    pub(crate) fn prefetch(&self, slot: usize) {
+        if let Some(r) = self.records.get(slot) {
+            prefetch(r);
+        }
+    }
+
+    pub(crate) fn mark_sampled(&mut self, slot: usize) {
+        self.records[slot].times_sampled += 1;
+    }
+
+    /// Drops the resident at `slot`; the last slot's resident moves into it. Returns the id
+    /// of the moved resident, if any.
+    pub(crate) fn swap_remove(&mut self, slot: usize) -> Option<u64> {
+        let last = self.records.len() - 1;
+        let gone = self.records.swap_remove(slot);
+        self.live -= gone.len as u64;
+        if self.dim > 0 {
+            let dim = self.dim;
+            if slot != last {
+                self.embeddings
+                    .copy_within(last * dim..(last + 1) * dim, slot * dim);
+            }
+            self.embeddings.truncate(last * dim);
+            self.sq_norms.swap_remove(slot);
+        }
+        self.maybe_compact();
+        (slot != last).then(|| self.records[slot].id)
+    }
+
+    fn maybe_compact(&mut self) {
+        let used = self.bytes.len() as u64;
+        if used > 1 << 20 && used - self.live > used / 4 {
+            self.compact();
+        }
+    }
+
+    /// Rewrites the payload buffer in slot order with no gaps and no spare room per extent.
+    pub(crate) fn compact(&mut self) {
+        let mut bytes = Vec::with_capacity(self.live as usize);
+        for r in &mut self.records {
+            let start = r.offset as usize;
+            r.offset = bytes.len() as u64;
+            bytes.extend_from_slice(&self.bytes[start..start + r.len as usize]);
+            r.cap = r.len;
+        }
+        self.bytes = bytes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuses_extents_and_compaction_keeps_contents() {
+        let mut r = Residents::new(2);
+        let rows = [1.0f32, 0.0, 0.0, 2.0];
+        r.place(
+            &[0, 1],
+            [
+                (7u64, b"hello".as_slice(), Some(&rows[..2])),
+                (8, b"world!", Some(&rows[2..])),
+            ]
+            .into_iter(),
+            3,
+        );
+        r.place(
+            &[0],
+            [(9u64, b"hi".as_slice(), Some(&rows[2..]))].into_iter(),
+            4,
+        );
+        assert_eq!((r.payload(0), r.record(0).offset), (b"hi".as_slice(), 0));
+        r.place(
+            &[0],
+            [(10u64, b"a longer payload".as_slice(), Some(&rows[..2]))].into_iter(),
+            5,
+        );
+        assert_eq!(r.payload(0), b"a longer payload");
+        assert_eq!(r.swap_remove(0), Some(8));
+        assert_eq!(
+            (r.id(0), r.payload(0), r.embedding(0)),
+            (8, b"world!".as_slice(), Some(&rows[2..]))
+        );
+        assert_eq!(r.sq_norms(), &[4.0]);
+        r.compact();
+        assert_eq!((r.payload(0), r.live_bytes()), (b"world!".as_slice(), 6));
+    }
+}
