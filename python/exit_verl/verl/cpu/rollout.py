@@ -1,0 +1,419 @@
+"""The `transformers` rollout backend: a rollout server that generates with `model.generate`,
+plugged into verl's rollout server/replica interface in place of vLLM or SGLang.
+
+- `TransformersServer` (a Ray actor per replica) answers the agent loop's token-in/token-out
+  `generate` calls. Requests that arrive together are batched (same sampling settings, left
+  padding) and generated in a worker thread, so the actor keeps accepting requests.
+- `TransformersServerAdapter` is the rollout object inside verl's trainer worker
+  (`ActorRolloutRefWorker.rollout`). verl's weight sync (`CheckpointEngineManager.update_weights`
+  -> worker `update_weights` -> `rollout.update_weights`) hands it the actor's tensors, which it
+  ships to the server in buckets: full weights, or only the LoRA adapter when the actor trains
+  one.
+- `TransformersReplica` launches the server next to the replica's trainer workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+import torch
+from verl.workers.config import HFModelConfig, RolloutConfig
+from verl.workers.rollout.base import BaseRollout
+from verl.workers.rollout.replica import RolloutReplica, TokenOutput
+from verl.workers.rollout.utils import ensure_async_iterator
+
+from exit_verl.verl.cpu.generation import Completion, SamplingSpec, generate_batch, resolve_sampling
+from exit_verl.verl.cpu.platform import torch_threads
+
+logger = logging.getLogger(__name__)
+
+from exit_verl.verl.cpu.rollout_names import ROLLOUT_NAME
+# How long the server waits for more requests before it starts a batch: the agent loop sends
+# a step's requests one by one, within milliseconds of each other.
+GATHER_SECONDS = 0.05
+MAX_GATHER_SECONDS = 1.0
+# Upper bound of one weight-transfer message; verl's own default bucket is 2 GB.
+MAX_BUCKET_BYTES = 256 << 20
+
+
+def server_name(replica_rank: int, node_rank: int = 0, suffix: str = "") -> str:
+    return f"{ROLLOUT_NAME}_server_{replica_rank}_{node_rank}{suffix}"
+
+
+def _as_dataclass_config(model_config: Any) -> HFModelConfig:
+    if isinstance(model_config, HFModelConfig):
+        return model_config
+    from verl.utils.config import omega_conf_to_dataclass
+
+    return omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
+
+
+def _eos_ids(model_config: HFModelConfig) -> list[int]:
+    ids: set[int] = set()
+    generation = getattr(model_config, "generation_config", None)
+    eos = getattr(generation, "eos_token_id", None) if generation is not None else None
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif eos:
+        ids.update(int(t) for t in eos)
+    tokenizer_eos = getattr(model_config.tokenizer, "eos_token_id", None)
+    if tokenizer_eos is not None:
+        ids.add(int(tokenizer_eos))
+    return sorted(ids)
+
+
+@dataclass
+class _Request:
+    prompt_ids: list[int]
+    spec: SamplingSpec
+    future: asyncio.Future = field(repr=False)
+
+
+class TransformersServer:
+    """Rollout server of one replica (wrapped with `ray.remote` by `TransformersReplica`)."""
+
+    def __init__(self, config: RolloutConfig, model_config: Any, replica_rank: int) -> None:
+        self.config = config
+        self.model_config = _as_dataclass_config(model_config)
+        self.replica_rank = replica_rank
+        self.global_steps: int | None = None
+        self.model: torch.nn.Module | None = None
+        self.base_model: torch.nn.Module | None = None
+        self._queue: list[_Request] = []
+        self._arrived: asyncio.Event | None = None
+        self._lock: asyncio.Lock | None = None
+        self._serving: asyncio.Task | None = None
+        self._received: set[str] = set()
+        self.stats = {"requests": 0, "batches": 0, "generated_tokens": 0, "weight_updates": 0}
+
+    # ---- life cycle -------------------------------------------------------------------------
+
+    async def launch(self) -> None:
+        """Loads the model and starts the batching loop."""
+        from transformers import AutoModelForCausalLM
+        from verl.utils.torch_dtypes import PrecisionType
+
+        torch.set_num_threads(torch_threads())
+        dtype = PrecisionType.to_dtype(self.config.dtype)
+        path = self.model_config.local_path
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=dtype,
+            attn_implementation="sdpa",
+            trust_remote_code=self.model_config.trust_remote_code,
+        )
+        model.eval().requires_grad_(False)
+        self.base_model = self.model = model
+        tokenizer = self.model_config.tokenizer
+        self.stop_token_ids = _eos_ids(self.model_config)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_token_id = int(pad if pad is not None else self.stop_token_ids[0])
+        self.max_model_len = int(
+            self.config.max_model_len or getattr(model.config, "max_position_embeddings", 0) or 0
+        ) or (self.config.prompt_length + self.config.response_length)
+        self._arrived = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._serving = asyncio.get_running_loop().create_task(self._serve())
+        logger.info("transformers rollout server %d: %s (%s)", self.replica_rank, path, dtype)
+
+    async def wake_up(self, tags: list[str] | None = None) -> None:
+        return None  # weights and caches stay in (CPU) memory
+
+    async def sleep(self) -> None:
+        return None
+
+    async def clear_kv_cache(self) -> None:
+        return None  # no cache survives a batch
+
+    async def release_kv_cache(self) -> None:
+        return None
+
+    async def resume_kv_cache(self) -> None:
+        return None
+
+    async def abort_all_requests(self, reject_request: bool = False, **kwargs: Any) -> dict:
+        # Requests finish in order; queued ones are cancelled (the agent loop retries aborted).
+        aborted = [r for r in self._queue if not r.future.done()]
+        self._queue.clear()
+        for request in aborted:
+            request.future.set_result(
+                TokenOutput(token_ids=[], stop_reason="aborted", extra_fields=self._extra())
+            )
+        return {"aborted_count": len(aborted), "request_ids": []}
+
+    async def resume_generation(self) -> None:
+        return None
+
+    async def wait_for_requests_to_drain(self) -> None:
+        while self._queue:
+            await asyncio.sleep(GATHER_SECONDS)
+        async with self._lock:
+            return None
+
+    async def start_profile(self, **kwargs: Any) -> None:
+        return None
+
+    async def stop_profile(self) -> None:
+        return None
+
+    async def set_global_steps(self, global_steps: int) -> None:
+        self.global_steps = global_steps
+
+    async def get_stats(self) -> dict:
+        return {**self.stats, "global_steps": self.global_steps}
+
+    # ---- generation -------------------------------------------------------------------------
+
+    def _extra(self) -> dict:
+        return {"global_steps": self.global_steps}
+
+    async def generate(
+        self,
+        prompt_ids: list[int],
+        sampling_params: dict[str, Any],
+        request_id: str,
+        image_data: Any = None,
+        video_data: Any = None,
+        audio_data: Any = None,
+        mm_processor_kwargs: Any = None,
+        **kwargs: Any,
+    ) -> TokenOutput:
+        if image_data is not None or video_data is not None or audio_data is not None:
+            raise NotImplementedError("the transformers rollout server is text-only")
+        prompt = [int(t) for t in prompt_ids]
+        spec = resolve_sampling(
+            sampling_params,
+            len(prompt),
+            prompt_length=self.config.prompt_length,
+            response_length=self.config.response_length,
+            max_model_len=self.max_model_len,
+            stop_token_ids=self.stop_token_ids,
+            ignore_eos=bool(self.config.ignore_eos),
+        )
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Request(prompt, spec, future))
+        self.stats["requests"] += 1
+        self._arrived.set()
+        completion: Completion | TokenOutput = await future
+        if isinstance(completion, TokenOutput):
+            return completion
+        return TokenOutput(
+            token_ids=completion.token_ids,
+            log_probs=completion.log_probs,
+            stop_reason="completed",
+            extra_fields=self._extra(),
+        )
+
+    async def _gather(self) -> list[_Request]:
+        """Waits until requests stop arriving (or a batch is full), then takes a batch."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        limit = max(1, int(self.config.max_num_seqs))
+        while len(self._queue) < limit and loop.time() - start < MAX_GATHER_SECONDS:
+            seen = len(self._queue)
+            await asyncio.sleep(GATHER_SECONDS)
+            if len(self._queue) == seen:
+                break
+        batch, self._queue = self._queue[:limit], self._queue[limit:]
+        if not self._queue:
+            self._arrived.clear()
+        return batch
+
+    async def _serve(self) -> None:
+        while True:
+            await self._arrived.wait()
+            batch = await self._gather()
+            groups: dict[SamplingSpec, list[_Request]] = defaultdict(list)
+            for request in batch:
+                groups[request.spec].append(request)
+            for spec, requests in groups.items():
+                async with self._lock:
+                    try:
+                        completions = await asyncio.to_thread(
+                            generate_batch,
+                            self.model,
+                            [r.prompt_ids for r in requests],
+                            spec,
+                            self.pad_token_id,
+                        )
+                    except Exception as error:  # surfaced to each caller, the loop keeps serving
+                        logger.exception("generation failed")
+                        for request in requests:
+                            if not request.future.done():
+                                request.future.set_exception(error)
+                        continue
+                self.stats["batches"] += 1
+                for request, completion in zip(requests, completions, strict=True):
+                    self.stats["generated_tokens"] += len(completion.token_ids)
+                    if not request.future.done():
+                        request.future.set_result(completion)
+
+    # ---- weights ----------------------------------------------------------------------------
+
+    async def update_weights(
+        self,
+        named_tensors: list[tuple[str, torch.Tensor]],
+        peft_config: dict | None = None,
+        base_sync_done: bool = True,
+    ) -> int:
+        """Loads one bucket of the actor's tensors; returns how many were loaded.
+
+        With a `peft_config` and `base_sync_done`, the tensors are the LoRA adapter (peft
+        state-dict names): the server wraps its base model with that adapter once and loads the
+        adapter weights into it. Otherwise they are base-model weights under HF names.
+        """
+        async with self._lock:
+            if peft_config is not None and base_sync_done:
+                self._load_adapter(named_tensors, peft_config)
+            else:
+                self._load_base(named_tensors)
+        self.stats["weight_updates"] += 1
+        return len(named_tensors)
+
+    def _load_base(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+        params = dict(self.base_model.named_parameters(remove_duplicate=False))
+        params.update(dict(self.base_model.named_buffers(remove_duplicate=False)))
+        with torch.no_grad():
+            for name, tensor in named_tensors:
+                # A LoRA actor's base sync names wrapped layers `<layer>.base_layer.weight`.
+                key = name.replace(".base_layer.", ".")
+                if key not in params:
+                    raise KeyError(f"rollout model has no parameter {name!r}")
+                params[key].copy_(tensor.to(params[key].dtype).view_as(params[key]))
+                self._received.add(key)
+
+    def _load_adapter(self, named_tensors: list[tuple[str, torch.Tensor]], peft_config: dict):
+        from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+
+        if not isinstance(self.model, PeftModel):
+            known = set(LoraConfig.__dataclass_fields__)
+            config = LoraConfig(**{k: v for k, v in peft_config.items() if k in known})
+            config.inference_mode = True
+            self.model = get_peft_model(self.base_model, config).eval()
+        result = set_peft_model_state_dict(self.model, dict(named_tensors))
+        unexpected = list(getattr(result, "unexpected_keys", []) or [])
+        if unexpected:
+            raise KeyError(f"adapter tensors the rollout model does not have: {unexpected[:5]}")
+
+
+class TransformersServerAdapter(BaseRollout):
+    """verl's rollout object inside the trainer worker: forwards weights to the server."""
+
+    def __init__(
+        self,
+        config: RolloutConfig,
+        model_config: HFModelConfig,
+        device_mesh: Any = None,
+        replica_rank: int = -1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config, model_config, device_mesh)
+        rank = int(os.environ.get("RANK", "0"))
+        world = (
+            self.config.tensor_model_parallel_size
+            * self.config.data_parallel_size
+            * self.config.pipeline_model_parallel_size
+        )
+        self.replica_rank = rank // world if replica_rank == -1 else replica_rank
+        self.rollout_rank = rank % world
+        self.is_leader_rank = self.rollout_rank == 0
+        self.sleep_level = 1
+        self._server: ray.actor.ActorHandle | None = None
+
+    def _server_handle(self) -> ray.actor.ActorHandle | None:
+        # Looked up lazily: the server starts after the trainer workers.
+        if not self.is_leader_rank:
+            return None
+        if self._server is None:
+            self._server = ray.get_actor(server_name(self.replica_rank))
+        return self._server
+
+    async def resume(self, tags: list[str]) -> None:
+        server = self._server_handle()
+        if server is not None:
+            await server.wake_up.remote(tags=tags)
+
+    async def release(self) -> None:
+        server = self._server_handle()
+        if server is not None:
+            await server.sleep.remote()
+
+    @torch.no_grad()
+    async def update_weights(
+        self,
+        weights: Iterable[tuple[str, torch.Tensor]],
+        wire_format: str = "named_tensors",
+        global_steps: int | None = None,
+        peft_config: dict | None = None,
+        base_sync_done: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if wire_format != "named_tensors":
+            raise NotImplementedError(
+                f"the transformers rollout takes full tensors, not wire_format={wire_format!r}"
+            )
+        server = self._server_handle()
+        bucket_bytes = min(
+            MAX_BUCKET_BYTES, int(self.config.checkpoint_engine.update_weights_bucket_megabytes) << 20
+        )
+        start = time.time()
+        bucket: list[tuple[str, torch.Tensor]] = []
+        size = sent = 0
+        # Every rank iterates: producing a full tensor from a sharded one is a collective.
+        async for name, tensor in ensure_async_iterator(weights):
+            if server is None:
+                continue
+            tensor = tensor.detach().to("cpu").contiguous()
+            bucket.append((name, tensor))
+            size += tensor.numel() * tensor.element_size()
+            if size >= bucket_bytes:
+                sent += await server.update_weights.remote(bucket, peft_config, base_sync_done)
+                bucket, size = [], 0
+        if server is None:
+            return
+        if bucket:
+            sent += await server.update_weights.remote(bucket, peft_config, base_sync_done)
+        if global_steps is not None:
+            await server.set_global_steps.remote(global_steps)
+        logger.info(
+            "replica %d: %d tensors synced in %.2fs", self.replica_rank, sent, time.time() - start
+        )
+
+
+class TransformersReplica(RolloutReplica):
+    """One rollout replica: a `TransformersServer` on the node of its trainer workers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server_class = ray.remote(TransformersServer)
+
+    async def launch_servers(self) -> None:
+        if self.workers:
+            node_id = await self.workers[0].__ray_call__.remote(
+                lambda self: ray.get_runtime_context().get_node_id()
+            )
+        else:
+            node_id = ray.get_runtime_context().get_node_id()
+        server = self.server_class.options(
+            name=server_name(self.replica_rank, 0, self.name_suffix),
+            max_concurrency=self.max_concurrency,
+            num_cpus=0,
+            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                node_id=node_id, soft=False
+            ),
+        ).remote(config=self.config, model_config=self.model_config, replica_rank=self.replica_rank)
+        await server.launch.remote()
+        self.servers = [server]
+        self._server_handle = server
+        self._server_address = f"{ROLLOUT_NAME}-replica-{self.replica_rank}{self.name_suffix}"
+
+    def rollout_worker_use_gpu(self) -> bool:
+        return False
