@@ -47,6 +47,8 @@ def cpu_overrides(
         f"ray_kwargs.ray_init.num_cpus={logical_cpus}",
         f"+ray_kwargs.ray_init.resources={{verl_cpu:{workers}}}",
         "+ray_kwargs.ray_init.include_dashboard=false",
+        # verl creates every worker it needs; idle workers started ahead would only hold memory.
+        "+ray_kwargs.ray_init._system_config={prestart_worker_first_driver:false}",
         "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM=cpu",
         "+ray_kwargs.ray_init.runtime_env.env_vars.OMP_WAIT_POLICY=PASSIVE",
         "actor_rollout_ref.rollout.agent.num_workers=1",

@@ -32,10 +32,11 @@ from verl.workers.rollout.utils import ensure_async_iterator
 
 from exit_verl.verl.cpu.generation import Completion, SamplingSpec, generate_batch, resolve_sampling
 from exit_verl.verl.cpu.platform import torch_threads
+from exit_verl.verl.cpu.rollout_names import ROLLOUT_NAME
 
 logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
-from exit_verl.verl.cpu.rollout_names import ROLLOUT_NAME
 # How long the server waits for more requests before it starts a batch: the agent loop sends
 # a step's requests one by one, within milliseconds of each other.
 GATHER_SECONDS = 0.05
@@ -236,6 +237,7 @@ class TransformersServer:
                 groups[request.spec].append(request)
             for spec, requests in groups.items():
                 async with self._lock:
+                    started = time.monotonic()
                     try:
                         completions = await asyncio.to_thread(
                             generate_batch,
@@ -251,6 +253,14 @@ class TransformersServer:
                                 request.future.set_exception(error)
                         continue
                 self.stats["batches"] += 1
+                tokens = sum(len(c.token_ids) for c in completions)
+                logger.info(
+                    "replica %d: %d requests, %d new tokens in %.1fs",
+                    self.replica_rank,
+                    len(requests),
+                    tokens,
+                    time.monotonic() - started,
+                )
                 for request, completion in zip(requests, completions, strict=True):
                     self.stats["generated_tokens"] += len(completion.token_ids)
                     if not request.future.done():
@@ -362,7 +372,8 @@ class TransformersServerAdapter(BaseRollout):
             )
         server = self._server_handle()
         bucket_bytes = min(
-            MAX_BUCKET_BYTES, int(self.config.checkpoint_engine.update_weights_bucket_megabytes) << 20
+            MAX_BUCKET_BYTES,
+            int(self.config.checkpoint_engine.update_weights_bucket_megabytes) << 20,
         )
         start = time.time()
         bucket: list[tuple[str, torch.Tensor]] = []
