@@ -55,6 +55,7 @@ def _build_once(name: str, build: Callable[[Path], None]) -> Path:
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
+    tmp.chmod(0o755)
     try:
         build(tmp)
         try:

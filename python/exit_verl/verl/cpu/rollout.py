@@ -89,6 +89,7 @@ class TransformersServer:
         self.model: torch.nn.Module | None = None
         self.base_model: torch.nn.Module | None = None
         self._queue: list[_Request] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._arrived: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self._serving: asyncio.Task | None = None
@@ -120,10 +121,17 @@ class TransformersServer:
         self.max_model_len = int(
             self.config.max_model_len or getattr(model.config, "max_position_embeddings", 0) or 0
         ) or (self.config.prompt_length + self.config.response_length)
-        self._arrived = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._serving = asyncio.get_running_loop().create_task(self._serve())
+        self._ensure_serving()
         logger.info("transformers rollout server %d: %s (%s)", self.replica_rank, path, dtype)
+
+    def _ensure_serving(self) -> None:
+        """Starts the batching loop on the running event loop (a Ray actor has one)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._serving is None or self._serving.done():
+            self._loop = loop
+            self._arrived = asyncio.Event()
+            self._lock = asyncio.Lock()
+            self._serving = loop.create_task(self._serve())
 
     async def wake_up(self, tags: list[str] | None = None) -> None:
         return None  # weights and caches stay in (CPU) memory
@@ -154,6 +162,7 @@ class TransformersServer:
         return None
 
     async def wait_for_requests_to_drain(self) -> None:
+        self._ensure_serving()
         while self._queue:
             await asyncio.sleep(GATHER_SECONDS)
         async with self._lock:
@@ -199,6 +208,7 @@ class TransformersServer:
             stop_token_ids=self.stop_token_ids,
             ignore_eos=bool(self.config.ignore_eos),
         )
+        self._ensure_serving()
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Request(prompt, spec, future))
         self.stats["requests"] += 1
@@ -280,6 +290,7 @@ class TransformersServer:
         state-dict names): the server wraps its base model with that adapter once and loads the
         adapter weights into it. Otherwise they are base-model weights under HF names.
         """
+        self._ensure_serving()
         async with self._lock:
             if peft_config is not None and base_sync_done:
                 self._load_adapter(named_tensors, peft_config)
@@ -291,27 +302,39 @@ class TransformersServer:
     def _load_base(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
         params = dict(self.base_model.named_parameters(remove_duplicate=False))
         params.update(dict(self.base_model.named_buffers(remove_duplicate=False)))
+        # A LoRA actor's base sync names wrapped layers `<layer>.base_layer.weight`.
+        keyed = [(name.replace(".base_layer.", "."), tensor) for name, tensor in named_tensors]
+        unknown = [key for key, _ in keyed if key not in params]
+        if unknown:  # checked before anything is copied: a bad bucket changes nothing
+            raise KeyError(f"rollout model has no parameters {unknown[:5]}")
+        for key, tensor in keyed:
+            if tensor.numel() != params[key].numel():
+                raise ValueError(f"{key}: {tuple(tensor.shape)} != {tuple(params[key].shape)}")
         with torch.no_grad():
-            for name, tensor in named_tensors:
-                # A LoRA actor's base sync names wrapped layers `<layer>.base_layer.weight`.
-                key = name.replace(".base_layer.", ".")
-                if key not in params:
-                    raise KeyError(f"rollout model has no parameter {name!r}")
+            for key, tensor in keyed:
                 params[key].copy_(tensor.to(params[key].dtype).view_as(params[key]))
                 self._received.add(key)
 
     def _load_adapter(self, named_tensors: list[tuple[str, torch.Tensor]], peft_config: dict):
-        from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+        from dataclasses import fields
 
-        if not isinstance(self.model, PeftModel):
-            known = set(LoraConfig.__dataclass_fields__)
-            config = LoraConfig(**{k: v for k, v in peft_config.items() if k in known})
+        from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+        from peft.utils.save_and_load import get_peft_model_state_dict
+
+        wrapped_now = not isinstance(self.model, PeftModel)
+        if wrapped_now:
+            init_fields = {f.name for f in fields(LoraConfig) if f.init}
+            config = LoraConfig(**{k: v for k, v in peft_config.items() if k in init_fields})
             config.inference_mode = True
             self.model = get_peft_model(self.base_model, config).eval()
-        result = set_peft_model_state_dict(self.model, dict(named_tensors))
-        unexpected = list(getattr(result, "unexpected_keys", []) or [])
-        if unexpected:
-            raise KeyError(f"adapter tensors the rollout model does not have: {unexpected[:5]}")
+        expected = set(get_peft_model_state_dict(self.model))
+        unknown = [name for name, _ in named_tensors if name not in expected]
+        if unknown:  # leave the model as it was: unwrap an adapter added by this call
+            if wrapped_now:
+                self.base_model = self.model.unload()
+                self.model = self.base_model
+            raise KeyError(f"adapter tensors the rollout model does not have: {unknown[:5]}")
+        set_peft_model_state_dict(self.model, dict(named_tensors))
 
 
 class TransformersServerAdapter(BaseRollout):
