@@ -188,11 +188,15 @@ def test_update_changes_the_weights_with_a_finite_loss(full_runs, model) -> None
     assert moved >= len(initial) // 2
 
 
-def _log_probs(model_dir: Path, state: dict[str, torch.Tensor] | None) -> torch.Tensor:
+def _log_probs(model_dir: Path, state: dict[str, torch.Tensor] | None, wrap=None) -> torch.Tensor:
     from transformers import AutoModelForCausalLM
 
     net = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa").eval()
+    if wrap is not None:
+        net = wrap(net).eval()
     if state is not None:
+        missing = set(state) - set(net.state_dict())
+        assert not missing, sorted(missing)[:3]
         net.load_state_dict(state, strict=False)
     tokens = torch.randint(
         0, net.config.vocab_size, (2, 48), generator=torch.Generator().manual_seed(0)
@@ -221,6 +225,8 @@ def test_rollout_generates_with_the_synced_weights(full_runs, model) -> None:
 
 def test_lora_actor_syncs_its_adapter(tmp_path, data, model) -> None:
     """LoRA: only the adapter travels to the server, which wraps its base model with it."""
+    from peft import LoraConfig, get_peft_model
+
     run_dir = tmp_path / "lora"
     metrics = _run(
         run_dir,
@@ -233,10 +239,20 @@ def test_lora_actor_syncs_its_adapter(tmp_path, data, model) -> None:
             "actor_rollout_ref.model.lora_alpha=16",
             "actor_rollout_ref.actor.optim.lr=1e-2",
             "trainer.val_before_train=false",
-            "trainer.save_freq=-1",
+            "trainer.save_freq=1",
         ],
     )
     assert _training_steps(metrics) == [1, 2]
     for step in (1, 2):
+        assert math.isfinite(metrics[step]["actor/pg_loss"])
         assert metrics[step]["actor/grad_norm"] > 0
         assert metrics[step]["training/rollout_probs_diff_max"] < SYNC_TOL
+    # Step 2 generated with the adapter trained in step 1 (lora_B starts at zero, so the
+    # adapter only matters once synced): without it, log-probs would differ far beyond SYNC_TOL.
+    state = _actor_state(run_dir / "checkpoints" / "global_step_1")
+    lora = {k: v for k, v in state.items() if "lora_" in k}
+    assert lora and any(v.abs().max() > 0 for k, v in lora.items() if "lora_B" in k)
+    base = _log_probs(model, None)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")
+    adapted = _log_probs(model, lora, wrap=lambda net: get_peft_model(net, config))
+    assert (adapted - base).abs().max() > 100 * SYNC_TOL

@@ -48,7 +48,8 @@ def test_greedy_is_argmax_of_the_forward_pass(model) -> None:
         assert completion.token_ids == tokens[len(prompt) :]
         assert completion.finish_reason == "length"
         logp = torch.log_softmax(_logits(model, tokens), -1)
-        expected = [float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(tokens[len(prompt) :])]
+        new = tokens[len(prompt) :]
+        expected = [float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(new)]
         assert completion.log_probs == pytest.approx(expected, abs=1e-4)
 
 
@@ -90,10 +91,13 @@ def test_max_tokens_default_is_the_response_budget_left() -> None:
     assert spec.max_new_tokens == 16  # min(response_length, prompt_length + response - 20)
     spec = resolve_sampling({}, 40, stop_token_ids=[2], **BUDGET)
     assert spec.max_new_tokens == 8
-    assert resolve_sampling({"max_tokens": 5}, 20, stop_token_ids=[], **BUDGET).max_new_tokens == 5
-    assert resolve_sampling({"max_new_tokens": 6}, 20, stop_token_ids=[], **BUDGET).max_new_tokens == 6
-    # Never past the context: 64 - 60 = 4 tokens of room.
-    assert resolve_sampling({"max_tokens": 50}, 60, stop_token_ids=[], **BUDGET).max_new_tokens == 4
+
+    def max_new(params: dict, prompt_len: int) -> int:
+        return resolve_sampling(params, prompt_len, stop_token_ids=[], **BUDGET).max_new_tokens
+
+    assert max_new({"max_tokens": 5}, 20) == 5
+    assert max_new({"max_new_tokens": 6}, 20) == 6
+    assert max_new({"max_tokens": 50}, 60) == 4  # never past the context: 64 - 60 tokens of room
 
 
 def test_sampling_parameters_map_from_vllm_names() -> None:
@@ -103,7 +107,8 @@ def test_sampling_parameters_map_from_vllm_names() -> None:
     assert spec.stop_token_ids == (0, 2)
     spec = resolve_sampling({"top_k": 5, "stop_token_ids": [7]}, 10, stop_token_ids=[2], **BUDGET)
     assert spec.top_k == 5 and not spec.greedy and spec.stop_token_ids == (2, 7)
-    assert resolve_sampling({}, 10, stop_token_ids=[2], ignore_eos=True, **BUDGET).stop_token_ids == ()
+    spec = resolve_sampling({}, 10, stop_token_ids=[2], ignore_eos=True, **BUDGET)
+    assert spec.stop_token_ids == ()
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def path():
 def server(path):
     from verl.workers.config import HFModelConfig, RolloutConfig
 
-    from exit_verl.verl.cpu.rollout import TransformersServer
+    from exit_verl.verl.cpu.server import TransformersServer
 
     config = RolloutConfig(
         name="transformers", prompt_length=32, response_length=8, dtype="float32", max_num_seqs=16
@@ -81,7 +81,8 @@ def test_concurrent_requests_are_batched_and_tagged(server, path) -> None:
     assert server.stats["batches"] == 1 and server.stats["requests"] == 6
     model = _model(path)
     for prompt, output in zip(PROMPTS * 3, outputs, strict=True):
-        assert output.token_ids == _stop_cut(_reference_greedy(model, prompt), server.stop_token_ids)
+        expected = _stop_cut(_reference_greedy(model, prompt), server.stop_token_ids)
+        assert output.token_ids == expected
         assert len(output.log_probs) == len(output.token_ids)
         assert output.stop_reason == "completed"
         assert output.extra_fields["global_steps"] == 7

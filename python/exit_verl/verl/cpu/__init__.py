@@ -18,6 +18,12 @@ from __future__ import annotations
 PLATFORM_ENV = {"VERL_PLATFORM": "cpu"}
 
 
+def _router_config() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).with_name("router.yaml"))
+
+
 def cpu_overrides(
     *,
     workers: int = 1,
@@ -74,6 +80,8 @@ def cpu_overrides(
         "actor_rollout_ref.rollout.dtype=float32",
         "actor_rollout_ref.rollout.load_format=auto",
         f"actor_rollout_ref.rollout.max_num_seqs={max_num_seqs}",
+        # The request router's process holds only Ray instead of verl, torch and transformers.
+        f"actor_rollout_ref.rollout.router_config_path={_router_config()}",
     ]
 
 

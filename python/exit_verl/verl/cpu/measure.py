@@ -114,8 +114,10 @@ def run_measured(
                 rss, pss, kinds = _sample(processes)
                 for pid, (kind, value) in kinds.items():
                     old_kind, old_peak = by_pid.get(pid, (kind, 0))
-                    # An idle Ray worker becomes an actor: keep the actor's name.
-                    by_pid[pid] = (old_kind if kind == "IDLE" else kind, max(old_peak, value))
+                    # An idle Ray worker becomes an actor, an exiting one loses its name: keep
+                    # the actor's name.
+                    keep = kind in ("IDLE", "?") and old_kind not in ("IDLE", "?")
+                    by_pid[pid] = (old_kind if keep else kind, max(old_peak, value))
                 peak["rss"] = max(peak["rss"], rss)
                 peak["pss"] = max(peak["pss"], pss)
                 peak["n"] = max(peak["n"], len(processes))
