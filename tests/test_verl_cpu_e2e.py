@@ -256,3 +256,32 @@ def test_lora_actor_syncs_its_adapter(tmp_path, data, model) -> None:
     config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")
     adapted = _log_probs(model, lora, wrap=lambda net: get_peft_model(net, config))
     assert (adapted - base).abs().max() > 100 * SYNC_TOL
+
+
+@pytest.mark.skipif(
+    os.environ.get("EXIT_VERL_SLOW_TESTS") != "1",
+    reason="opt-in (about 5 min on 2 cores): set EXIT_VERL_SLOW_TESTS=1",
+)
+def test_smollm2_lora_step(tmp_path, data) -> None:
+    """The real SmolLM2-135M-Instruct, LoRA, one step through the same path."""
+    from exit_verl.models import smollm2_path
+
+    metrics = _run(
+        tmp_path / "smollm2",
+        steps=1,
+        model=smollm2_path(),
+        data=data,
+        extra=[
+            *SMALL,
+            "data.max_response_length=64",
+            "actor_rollout_ref.model.lora_rank=16",
+            "actor_rollout_ref.model.lora_alpha=32",
+            "actor_rollout_ref.actor.optim.lr=2e-4",
+            "trainer.val_before_train=false",
+            "trainer.save_freq=-1",
+        ],
+    )
+    step = metrics[1]
+    assert math.isfinite(step["actor/pg_loss"]) and step["actor/grad_norm"] > 0
+    assert step["training/rollout_probs_diff_max"] < SYNC_TOL
+    assert step["response_length/mean"] > 0

@@ -148,3 +148,13 @@ def test_bad_adapter_leaves_the_base_model(server, path) -> None:
     assert server.model is server.base_model
     assert not any("lora" in name for name, _ in server.model.named_parameters())
     assert [o.log_probs for o in _generate(server, PROMPTS)] == [o.log_probs for o in before]
+
+
+def test_base_sync_of_a_lora_actor_maps_base_layer_names(server, path) -> None:
+    """verl's first sync of a LoRA actor (load_format=dummy) names base weights of adapted
+    layers `<layer>.base_layer.weight`; they load into the plain layers."""
+    name = "model.layers.0.self_attn.q_proj.weight"
+    new = torch.full_like(dict(server.base_model.named_parameters())[name], 0.01)
+    wrapped = name.replace(".weight", ".base_layer.weight")
+    asyncio.run(server.update_weights([(wrapped, new)], None, False))
+    assert torch.equal(dict(server.base_model.named_parameters())[name], new)
