@@ -20,6 +20,9 @@ def expected_probabilities(
         h = np.empty(n)
         for rank, i in enumerate(order, start=1):
             h[i] = (1.0 / rank) ** (1.0 / temperature)
+    elif prioritization == "softmax":
+        s = np.asarray(scores, dtype=float)
+        h = np.exp((s - s.max()) / temperature)  # shifted by the max: no overflow
     else:
         h = np.asarray(scores, dtype=float) ** (1.0 / temperature)
         if h.sum() == 0:

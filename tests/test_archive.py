@@ -41,6 +41,43 @@ def test_batch_add_equals_one_at_a_time():
     assert batch.ids().tolist() == single.ids().tolist()
 
 
+def test_not_below_min_admission_rejects_low_scores_but_keeps_ids_and_lineage():
+    arc = TaskArchive(3, admission="not_below_min")
+    assert arc.config()["admission"] == "not_below_min"
+    arc.add([b"a", b"b", b"c"], [0.5, 0.2, 0.2])
+    # 0.1 < lowest 0.2: rejected. 0.2 == lowest: enters, evicting the smallest id of the tie
+    # (1); 0.3 evicts 2; the last 0.2 ties with the lowest (4) and evicts it.
+    ids = arc.add([b"d", b"e", b"f", b"g"], [0.1, 0.2, 0.3, 0.2], parents=[0, 3, -1, 5])
+    assert ids.tolist() == [3, 4, 5, 6]
+    assert arc.ids().tolist() == [0, 5, 6]  # 4 evicted by 6 (0.2 tie, smaller id)
+    stats = arc.stats()
+    assert (stats["rejected"], stats["evicted"]) == (1, 3)
+    assert 3 not in arc
+    with pytest.raises(KeyError):
+        arc.get([3])
+    with pytest.raises(KeyError):
+        arc.info([3])
+    # The rejected entry keeps its lineage and can be a parent, inside the batch and later.
+    lin = arc.lineage([3, 4, 6])
+    assert lin["parent"].tolist() == [0, 3, 5] and lin["root"].tolist() == [0, 0, 5]
+    assert lin["depth"].tolist() == [1, 2, 1]
+    child = arc.add([b"h"], [9.0], parents=[3])
+    assert arc.lineage(child)["depth"].tolist() == [2]
+    assert arc.ids().tolist() == [0, 5, 7]
+    # One at a time within a batch: 0.4 evicts 5 (0.3), the next 0.4 evicts 8, and 0.35 is
+    # then below the lowest (0.4) although it was above the minimum at call start (0.3).
+    arc.add([b"i", b"j", b"k"], [0.4, 0.4, 0.35])
+    assert arc.ids().tolist() == [0, 7, 9]
+    assert arc.stats()["rejected"] == 2
+
+
+def test_always_admission_is_the_default_and_admits_low_scores():
+    arc = TaskArchive(2)
+    assert arc.config()["admission"] == "always"
+    arc.add([b"a", b"b", b"c"], [0.5, 0.6, 0.1])
+    assert arc.ids().tolist() == [1, 2] and arc.stats()["rejected"] == 0
+
+
 def test_lineage_is_kept_for_evicted_ids():
     arc = TaskArchive(2)
     root = arc.add([b"r"], [0.1])
@@ -142,6 +179,9 @@ def test_unknown_ids_raise_key_error_and_change_nothing(call):
         {"capacity": 1.5},
         {"capacity": 4, "metric": "manhattan"},
         {"capacity": 4, "prioritization": "fifo"},
+        {"capacity": 4, "prioritization": "Softmax"},
+        {"capacity": 4, "admission": "never"},
+        {"capacity": 4, "admission": None},
         {"capacity": 4, "temperature": 0.0},
         {"capacity": 4, "staleness_coef": 1.5},
         {"capacity": 4, "embedding_dim": 0},

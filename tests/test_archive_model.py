@@ -29,49 +29,64 @@ class Entry:
 
 
 class ReferenceArchive:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, admission: str) -> None:
         self.capacity = capacity
+        self.admission = admission
         self.entries: dict[int, Entry] = {}
         self.lineage: dict[int, tuple[int, int, int]] = {}  # id -> parent, root, depth
         self.next_id = 0
+        self.evicted = 0
+        self.rejected = 0
 
     def add(self, payloads: list[bytes], scores: list[float], parents: list[int], step: int):
         ids = []
         for payload, score, parent in zip(payloads, scores, parents, strict=True):
-            if len(self.entries) == self.capacity:
-                victim = min(self.entries, key=lambda i: (self.entries[i].score, i))
-                del self.entries[victim]
             new = self.next_id
             self.next_id += 1
+            ids.append(new)
             if parent < 0:
                 self.lineage[new] = (-1, new, 0)
             else:
                 _, root, depth = self.lineage[parent]
                 self.lineage[new] = (parent, root, depth + 1)
+            if len(self.entries) == self.capacity:
+                victim = min(self.entries, key=lambda i: (self.entries[i].score, i))
+                if self.admission == "not_below_min" and score < self.entries[victim].score:
+                    self.rejected += 1  # an id and lineage, never resident
+                    continue
+                del self.entries[victim]
+                self.evicted += 1
             self.entries[new] = Entry(payload, score, step, step)
-            ids.append(new)
         return ids
 
 
 scores_st = st.floats(0.0, 4.0, allow_nan=False).map(lambda x: round(x, 1))  # many ties
+# Softmax takes any finite score; gaps of hundreds of temperatures overflow exp() unshifted.
+softmax_scores_st = st.one_of(
+    scores_st,
+    st.sampled_from([-900.0, -300.0, -1.5, 250.0, 700.0, 1e6]),
+)
 
 
 class ArchiveMachine(RuleBasedStateMachine):
     @initialize(
         capacity=st.integers(1, 12),
-        prioritization=st.sampled_from(["rank", "proportional"]),
+        prioritization=st.sampled_from(["rank", "proportional", "softmax"]),
         temperature=st.sampled_from([0.5, 1.0, 2.0]),
         staleness=st.sampled_from([0.0, 0.3, 1.0]),
+        admission=st.sampled_from(["always", "not_below_min"]),
     )
-    def setup(self, capacity, prioritization, temperature, staleness) -> None:
+    def setup(self, capacity, prioritization, temperature, staleness, admission) -> None:
         self.arc = TaskArchive(
             capacity,
             prioritization=prioritization,
             temperature=temperature,
             staleness_coef=staleness,
+            admission=admission,
             seed=capacity,
         )
-        self.model = ReferenceArchive(capacity)
+        self.model = ReferenceArchive(capacity, admission)
+        self.scores = softmax_scores_st if prioritization == "softmax" else scores_st
         self.opts = (prioritization, temperature, staleness)
         self.step = 0
         self.floor = 0
@@ -93,7 +108,7 @@ class ArchiveMachine(RuleBasedStateMachine):
     )
     def add(self, data, n, advance) -> None:
         self.step += advance
-        scores = [data.draw(scores_st) for _ in range(n)]
+        scores = [data.draw(self.scores) for _ in range(n)]
         known = sorted(self.model.lineage)  # forgotten ids cannot be parents
         parents = [data.draw(st.sampled_from([-1, *known])) if known else -1 for _ in range(n)]
         payloads = [f"p{self.model.next_id + i}".encode() for i in range(n)]
@@ -105,7 +120,7 @@ class ArchiveMachine(RuleBasedStateMachine):
         if not self.model.entries:
             return
         ids = data.draw(st.lists(st.sampled_from(sorted(self.model.entries)), min_size=1))
-        scores = [data.draw(scores_st) for _ in ids]
+        scores = [data.draw(self.scores) for _ in ids]
         self.arc.update_scores(ids, scores)
         for i, s in zip(ids, scores, strict=True):
             self.model.entries[i].score = s  # a repeated id keeps its last score
@@ -152,7 +167,7 @@ class ArchiveMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def bad_calls_change_nothing(self, data) -> None:
         gone = self.model.next_id + 5
-        choice = data.draw(st.integers(0, 4))
+        choice = data.draw(st.integers(0, 5))
         if choice == 0:
             self._unchanged_after_error(lambda: self.arc.add([b"x"], [float("nan")]), ValueError)
         elif choice == 1:
@@ -167,6 +182,11 @@ class ArchiveMachine(RuleBasedStateMachine):
                 self._unchanged_after_error(lambda: self.arc.sample(1, step=latest - 1), ValueError)
         elif choice == 4:
             self._unchanged_after_error(lambda: self.arc.sample(-1, step=self.step), ValueError)
+        elif choice == 5:
+            # A bad score later in the batch: the valid entries before it must not enter.
+            self._unchanged_after_error(
+                lambda: self.arc.add([b"x", b"y"], [1.0, float("inf")]), ValueError
+            )
 
     @invariant()
     def matches_model(self) -> None:
@@ -175,6 +195,12 @@ class ArchiveMachine(RuleBasedStateMachine):
         ids = sorted(m.entries)
         assert self.arc.ids().tolist() == ids
         assert len(self.arc) == len(ids) <= m.capacity
+        stats = self.arc.stats()
+        assert (stats["evicted"], stats["rejected"]) == (m.evicted, m.rejected)
+        gone = [i for i in m.lineage if i not in m.entries]
+        if gone:  # evicted, removed or rejected: lineage yes, residency no
+            assert gone[-1] not in self.arc
+            self._unchanged_after_error(lambda: self.arc.get(gone[-1:]), KeyError)
         if not ids:
             return
         info = self.arc.info(ids)

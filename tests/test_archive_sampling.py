@@ -19,7 +19,7 @@ def _draw_counts(arc: TaskArchive, step: int) -> np.ndarray:
     return counts
 
 
-@pytest.mark.parametrize("prioritization", ["rank", "proportional"])
+@pytest.mark.parametrize("prioritization", ["rank", "proportional", "softmax"])
 @pytest.mark.parametrize("temperature", [1.0, 0.3, 2.5])
 @pytest.mark.parametrize("staleness_coef", [0.0, 0.4, 1.0])
 def test_sampling_matches_formula(prioritization, temperature, staleness_coef):
@@ -33,6 +33,8 @@ def test_sampling_matches_formula(prioritization, temperature, staleness_coef):
     )
     # Ties on purpose: scores from a small set, added at different steps.
     scores = rng.integers(0, 6, size=30) / 5.0
+    if prioritization == "softmax":
+        scores = 800.0 + 3.0 * scores  # exp(score / T) alone would overflow
     steps = np.sort(rng.integers(0, 20, size=30))
     for s, t in zip(scores, steps, strict=True):
         arc.add([b"x"], [s], step=int(t))
@@ -90,3 +92,32 @@ def test_same_seed_same_samples_and_different_seed_differs():
 
     assert np.array_equal(run(7), run(7))
     assert not np.array_equal(run(7), run(8))
+
+
+def test_softmax_is_overflow_safe_and_follows_the_maximum():
+    """Scores hundreds of temperatures apart, a maximum that rises, falls and leaves: the
+    reported law stays the shifted closed form exp((s - max) / T) / sum."""
+    arc = TaskArchive(6, prioritization="softmax", temperature=0.5, seed=4)
+
+    def check(step: int) -> None:
+        ids, p = arc.probabilities(step=step)
+        info = arc.info(ids)
+        expected = expected_probabilities(
+            ids, info["score"], info["last_step"], step, "softmax", 0.5, 0.0
+        )
+        np.testing.assert_allclose(p, expected, rtol=1e-12, atol=1e-300)
+
+    arc.add([b"a", b"b", b"c"], [0.0, -1.0, 0.5])
+    check(0)
+    arc.add([b"d"], [1e4])  # exp(2e4) overflows: the reference moves up
+    check(0)
+    assert set(arc.sample(50).tolist()) == {3}
+    arc.remove([3])  # the maximum leaves: the reference moves back down
+    check(0)
+    arc.update_scores([0, 1], [-1e300, 1e300])
+    check(0)
+    arc.add([b"e", b"f"], [1e300, -5e299])
+    check(0)
+    counts = _draw_counts(arc, 0)
+    ids, p = arc.probabilities(step=0)
+    assert chi_square_ok(counts, p)

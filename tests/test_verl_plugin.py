@@ -9,7 +9,6 @@ trainer's own advantage step, TransferQueue kept in memory), checkpoint round tr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 import exit_verl.verl as plugin  # noqa: E402
+from exit_verl import History  # noqa: E402
 from exit_verl.verl.controller import SUPPORTED_ESTIMATORS  # noqa: E402
 from exit_verl.verl.trainer import build_controller, exit_trainer_class  # noqa: E402
 
@@ -182,8 +182,8 @@ def test_simulated_grpo_steps_grow_and_replay_the_archive(parquet, tmp_path, tok
             kinds.append(extra["exit_kind"])
             if extra["exit_kind"] != "base":
                 entry = controller.curriculum.archive.get([extra["exit_archive_id"]])[0]
-                attempt = json.loads(entry)
-                assert attempt["attempt"] in prompt[-1]["content"]
+                attempt = History.from_bytes(entry).attempt
+                assert attempt in prompt[-1]["content"]
                 assert "How many now?" in prompt[-1]["content"]
         data, _ = rollout(batch, tokenizer, rng)
         before = len(controller.curriculum.archive)
@@ -207,7 +207,11 @@ def test_verl_advantage_path_on_shaped_rewards(parquet, tmp_path, tokenizer, est
     """verl's own v1 advantage step (as `_compute_advantage` calls it) on the shaped scores."""
     from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
-    bonus = ("exit.diversity_bonus=centroid", "exit.embedder=hashing", "exit.diversity_coef=1.0")
+    bonus = (
+        "exit.diversity_bonus=centroid_reward",
+        "exit.embedder=hashing",
+        "exit.diversity_coef=1.0",
+    )
     config = compose_config(parquet, tmp_path, f"algorithm.adv_estimator={estimator}", *bonus)
     controller = build_controller(config, verl_dataset(config, tokenizer), tokenizer)
     batch = controller.next_batch_dict(4, 1)
@@ -252,7 +256,7 @@ def test_unobserved_prompts_are_forgotten(parquet, tmp_path, tokenizer) -> None:
 
 
 def test_checkpoint_round_trip_continues_exactly(parquet, tmp_path, tokenizer) -> None:
-    bonus = ("exit.diversity_bonus=centroid", "exit.embedder=hashing")
+    bonus = ("exit.diversity_bonus=centroid_reward", "exit.embedder=hashing")
     config = compose_config(parquet, tmp_path, *bonus)
     dataset = verl_dataset(config, tokenizer)
     original = build_controller(config, dataset, tokenizer)
@@ -282,7 +286,7 @@ def test_diversity_bonus_reaches_the_advantages(parquet, tmp_path, tokenizer) ->
     config = compose_config(
         parquet,
         tmp_path,
-        "exit.diversity_bonus=centroid",
+        "exit.diversity_bonus=centroid_reward",
         "exit.embedder=hashing",
         "exit.diversity_coef=1.0",
     )
@@ -453,7 +457,11 @@ def test_trainer_advantage_step_uses_shaped_rewards(parquet, tmp_path, tokenizer
     fake = InMemoryTransferQueue()
     monkeypatch.setattr(tq, "kv_batch_get", fake.kv_batch_get)
     monkeypatch.setattr(tq, "kv_batch_put", fake.kv_batch_put)
-    bonus = ("exit.diversity_bonus=centroid", "exit.embedder=hashing", "exit.diversity_coef=1.0")
+    bonus = (
+        "exit.diversity_bonus=centroid_reward",
+        "exit.embedder=hashing",
+        "exit.diversity_coef=1.0",
+    )
     trainer = object.__new__(exit_trainer_class("sync"))
     trainer.config = compose_config(parquet, tmp_path, *bonus)
     trainer.global_steps = 1

@@ -15,15 +15,21 @@ _EXPORTS = {
     "TaskArchive": "exit_verl.archive",
     "ExItConfig": "exit_verl.config",
     "ExItCurriculum": "exit_verl.curriculum",
+    "Feedback": "exit_verl.curriculum",
     "TaskInstance": "exit_verl.curriculum",
+    "History": "exit_verl.history",
+    "Turn": "exit_verl.history",
     "evaluate_self_improvement": "exit_verl.evaluation",
 }
 
 __all__ = [
     "ExItConfig",
     "ExItCurriculum",
+    "Feedback",
+    "History",
     "TaskArchive",
     "TaskInstance",
+    "Turn",
     "__version__",
     "evaluate_self_improvement",
 ]
@@ -31,8 +37,9 @@ __all__ = [
 if TYPE_CHECKING:
     from exit_verl.archive import TaskArchive
     from exit_verl.config import ExItConfig
-    from exit_verl.curriculum import ExItCurriculum, TaskInstance
+    from exit_verl.curriculum import ExItCurriculum, Feedback, TaskInstance
     from exit_verl.evaluation import evaluate_self_improvement
+    from exit_verl.history import History, Turn
 
 
 def __getattr__(name: str) -> Any:

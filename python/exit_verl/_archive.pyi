@@ -16,6 +16,7 @@ class ArchiveCore:
         prioritization: str = "rank",
         temperature: float = 1.0,
         staleness_coef: float = 0.0,
+        admission: str = "always",
         seed: int = 0,
         max_payload_bytes: int = 67108864,
     ) -> None: ...

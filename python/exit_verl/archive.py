@@ -92,11 +92,14 @@ def _nlist(nlist: int | None) -> int | None:
 class TaskArchive:
     """Prioritized archive of opaque payloads with scores, lineage and embeddings.
 
-    Sampling (see the exit-archive crate docs for the exact formulas): rank or proportional
-    priority with a temperature, mixed with PLR staleness by ``staleness_coef``; draws are
-    i.i.d. with replacement from the distribution at call start. A full archive evicts its
-    lowest score (ties: smallest id) on each insertion; the entry being inserted is never
-    evicted by its own insertion. Ids count up from 0 and are never reused. Errors:
+    Sampling (see the exit-archive crate docs for the exact formulas): rank, proportional or
+    softmax (``exp(score / temperature)``) priority, mixed with PLR staleness by
+    ``staleness_coef``; draws are i.i.d. with replacement from the distribution at call start.
+    With ``admission="always"`` a full archive evicts its lowest score (ties: smallest id) on
+    each insertion, and the entry being inserted is never evicted by its own insertion; with
+    ``"not_below_min"`` (the ExIt paper's rule) an entry scoring below the lowest resident is
+    rejected instead: it gets an id and lineage but never becomes resident
+    (``stats()["rejected"]`` counts them). Ids count up from 0 and are never reused. Errors:
     malformed input raises ValueError, an unknown id raises KeyError, and a failed call
     changes nothing. Every method may be called from several threads.
     """
@@ -112,6 +115,7 @@ class TaskArchive:
         prioritization: str = "rank",
         temperature: float = 1.0,
         staleness_coef: float = 0.0,
+        admission: str = "always",
         seed: int = 0,
         max_payload_bytes: int = 64 << 20,
     ) -> None:
@@ -128,6 +132,7 @@ class TaskArchive:
             str(prioritization),
             float(temperature),
             float(staleness_coef),
+            str(admission),
             seed,
             _int(max_payload_bytes, "max_payload_bytes"),
         )
@@ -273,7 +278,8 @@ class TaskArchive:
         c = self._core.config()
         return (
             f"TaskArchive(size={len(self)}, capacity={c['capacity']}, "
-            f"prioritization={c['prioritization']!r}, embedding_dim={c['embedding_dim']})"
+            f"prioritization={c['prioritization']!r}, admission={c['admission']!r}, "
+            f"embedding_dim={c['embedding_dim']})"
         )
 
     # -- persistence ----------------------------------------------------------------------

@@ -1,23 +1,23 @@
-"""`ExItCurriculum`: the ExIt autocurriculum over base tasks and an archive of partial histories.
+"""`ExItCurriculum`: the ExIt autocurriculum over base tasks and an archive of histories.
 
-Each training prompt is one iteration (paper, Algorithm 1): with probability `p_replay` (once
-the archive holds `min_archive_size` entries) a partial history — a base task plus an earlier
-attempt — is drawn from the archive by learnability and presented as "improve this" or, with
-probability `p_diverge`, "solve it again by a significantly different approach"; otherwise a
-fresh base task is drawn (a seeded shuffle, epoch after epoch). After the rollouts, `observe`
-scores each group by learnability, re-scores the replayed entry, adds the group's responses
-as new partial histories (children) when the group was informative, and returns the rewards
-shaped by the optional diversity bonus.
+Data flow of one training step (paper Algorithm 1):
 
-Choices where the paper is silent, and ours: an archived partial history keeps only the most
-recent attempt (bounded prompts; the lineage keeps the chain); a replayed entry's score
-becomes its newest group's learnability (not a running mean), so stale difficulty estimates do
-not linger; children enter with their group's learnability as initial score.
+    next_batch(n, step)  once the archive holds `min_archive_size` entries, each prompt is
+                         with probability `p_replay` a history drawn from the archive
+                         (P ∝ exp(κ·S)) and presented as self-improve or, with `p_diverge`,
+                         self-diverge; otherwise a fresh base task (a seeded shuffle).
+    observe(...)         1. training rewards: rescale by `reward_range`, iteration reward
+                         2. learnability S of each group
+                         3. diversity bonus → (rewards for the estimator, advantage scale)
+                         4. archive: re-score replayed entries with S, add children
+                         returns `Feedback(rewards, advantage_scale, learnability)`.
+
+With `iterate=False` (the curriculum-only ablation) the archive holds base tasks instead,
+scored by S and replayed unchanged. docs/exit.md lists every choice and its source.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,18 +25,28 @@ from typing import Any
 import numpy as np
 
 from exit_verl.archive import TaskArchive
+from exit_verl.bonus import BONUSES, BonusGroup
 from exit_verl.config import ExItConfig
 from exit_verl.embedding import Embedder, make_embedder
-from exit_verl.prompts import Message, base_messages, iteration_messages
-from exit_verl.scoring import LEARNABILITY, centroid_bonus, knn_bonus, range_normalize
+from exit_verl.history import KINDS, History, Turn
+from exit_verl.prompts import Message, TaskPrompt, Templates, base_messages, render_messages
+from exit_verl.scoring import ITERATION_REWARDS, LEARNABILITY, UNIT_RANGE, quality, rescale
 
-KINDS = ("base", "improve", "diverge")
-STATE_VERSION = 1
+__all__ = ["KINDS", "ExItCurriculum", "Feedback", "TaskInstance"]
+
+STATE_VERSION = 2
+# One rollout: a response string, or for multi-turn tasks the turns it produced (the first
+# answers the prompt's request, so its observation is None).
+Rollout = str | Sequence[Turn]
 
 
 @dataclass
 class TaskInstance:
-    """One training prompt: a base task (depth 0) or an iteration on an archived attempt."""
+    """One training prompt: a base task, or one iteration step on an archived history.
+
+    `task_prompt` and `history` are what re-rendering needs: `render(templates, attempt)`
+    builds the same prompt with another attempt text (e.g. shortened to a token budget).
+    """
 
     prompt: list[Message]
     base_id: str
@@ -46,8 +56,40 @@ class TaskInstance:
     depth: int
     answer: Any
     data_source: str
+    task_prompt: TaskPrompt = ""
     previous_attempt: str | None = None
+    previous_reward: float | None = None
+    history: History | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def render(self, templates: Templates, attempt: str | None = None) -> list[Message]:
+        """This instance's prompt; `attempt` replaces the previous attempt's text."""
+        if self.history is None or not self.history.turns or self.kind == "base":
+            return base_messages(self.task_prompt, templates)
+        last = self.history.turns[-1]
+        return render_messages(
+            self.task_prompt,
+            last.response if attempt is None else attempt,
+            self.kind,
+            templates,
+            context=self.history.context,
+            request=last.observation,
+            error=last.feedback,
+        )
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What `observe` returns; arrays of shape (n, G) unless noted.
+
+    `rewards` are the training rewards verl's advantage estimator must see;
+    `advantage_scale` (>= 0) multiplies the estimator's advantages (exactly 1 without an
+    advantage-side bonus); `learnability` (n,) is each group's S.
+    """
+
+    rewards: np.ndarray
+    advantage_scale: np.ndarray
+    learnability: np.ndarray
 
 
 def _normalize_tasks(base_tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -58,11 +100,7 @@ def _normalize_tasks(base_tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, 
         if not isinstance(task, Mapping) or "prompt" not in task or "answer" not in task:
             raise ValueError(f"base task {i} needs 'prompt' and 'answer' keys")
         tasks.append(
-            {
-                **task,
-                "id": str(task.get("id", i)),
-                "data_source": str(task.get("data_source", "")),
-            }
+            {**task, "id": str(task.get("id", i)), "data_source": str(task.get("data_source", ""))}
         )
     return tasks
 
@@ -82,26 +120,31 @@ class ExItCurriculum:
         self.tasks = _normalize_tasks(base_tasks)
         self.templates = config.templates()
         self.learnability_fn = LEARNABILITY[config.learnability]
-        needs_embeddings = config.diversity_bonus != "none"
-        if embedder is None and needs_embeddings:
-            embedder = make_embedder(config.embedder)
-        self.embedder = embedder
+        self.iteration_reward_fn = ITERATION_REWARDS[config.iteration_reward]
+        self.bonus = BONUSES[config.diversity_bonus]
+        self._embedder = embedder
         self.seed = int(seed)
         self._rng = np.random.default_rng(self.seed)
         self._epoch = 0
         self._cursor = 0
         self._order = self._epoch_order(0)
         self.archive = self._new_archive()
+        self._base_entries: dict[int, int] = {}  # iterate=False: base index -> archive id
         self._last: dict[str, float] = {}
 
     # -- construction ---------------------------------------------------------------------
 
-    def _uses_archive_embeddings(self) -> bool:
-        return self.config.diversity_bonus in ("knn", "both")
+    @property
+    def embedder(self) -> Embedder:
+        """The bonus embedder, created on first use (constructing loads no model)."""
+        if self._embedder is None:
+            self._embedder = make_embedder(self.config.embedder)
+        return self._embedder
 
     def _new_archive(self) -> TaskArchive:
         c = self.config
-        dim = self.embedder.dim if self._uses_archive_embeddings() and self.embedder else None
+        # Archive-novelty bonuses compare responses with archived ones: those store vectors.
+        dim = self.embedder.dim if self.bonus.needs_novelty else None
         return TaskArchive(
             c.capacity,
             embedding_dim=dim,
@@ -109,6 +152,7 @@ class ExItCurriculum:
             prioritization=c.prioritization,
             temperature=c.temperature,
             staleness_coef=c.staleness_coef,
+            admission=c.admission,
             seed=self.seed,
         )
 
@@ -126,25 +170,50 @@ class ExItCurriculum:
         self._cursor += 1
         return index
 
-    def _base_instance(self, index: int) -> TaskInstance:
+    def _instance(
+        self,
+        index: int,
+        kind: str = "base",
+        archive_id: int | None = None,
+        depth: int = 0,
+        history: History | None = None,
+    ) -> TaskInstance:
         task = self.tasks[index]
-        return TaskInstance(
-            prompt=base_messages(task["prompt"], self.templates),
+        inst = TaskInstance(
+            prompt=[],
             base_id=task["id"],
             base_index=index,
-            archive_id=None,
-            kind="base",
-            depth=0,
+            archive_id=archive_id,
+            kind=kind,
+            depth=depth,
             answer=task["answer"],
             data_source=task["data_source"],
+            task_prompt=task["prompt"],
+            previous_attempt=history.attempt if history and kind != "base" else None,
+            previous_reward=history.reward if history and kind != "base" else None,
+            history=history,
         )
+        inst.prompt = inst.render(self.templates)
+        return inst
+
+    def _replay(self, archive_id: int, payload: bytes, depth: int, diverge: bool) -> TaskInstance:
+        history = History.from_bytes(payload)
+        if not 0 <= history.base_index < len(self.tasks):
+            raise ValueError(f"archive entry {archive_id} names base task {history.base_index}")
+        if not self.config.iterate:
+            return self._instance(history.base_index, "base", archive_id, 0, history)
+        if not history.turns:
+            raise ValueError(f"archive entry {archive_id} holds no attempt to iterate on")
+        if len(history.turns) > 1:  # multi-turn: continue from a random turn prefix
+            history = history.cut(int(self._rng.integers(1, len(history.turns) + 1)))
+        kind = "diverge" if diverge else "improve"
+        return self._instance(history.base_index, kind, archive_id, depth + 1, history)
 
     def next_batch(self, n: int, step: int) -> list[TaskInstance]:
         """`n` training prompts for `step`: replays (by learnability) mixed with base tasks."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative int, got {n!r}")
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
+        _check_step(step)
         if len(self.archive) > 0 and step < self.archive.stats()["max_last_step"]:
             raise ValueError(f"step {step} is before the archive's last step")
         c = self.config
@@ -154,38 +223,17 @@ class ExItCurriculum:
         ids = self.archive.sample(int(replay.sum()), step=step) if replay.any() else []
         payloads = self.archive.get(ids) if len(ids) else []
         depths = self.archive.lineage(ids)["depth"] if len(ids) else []
-        batch: list[TaskInstance] = []
         replayed = iter(zip(ids, payloads, depths, strict=True))
-        for i in range(n):
-            if not replay[i]:
-                batch.append(self._base_instance(self._next_base_index()))
-                continue
-            archive_id, payload, lineage_depth = next(replayed)
-            history = json.loads(payload)
-            task = self.tasks[history["base_index"]]
-            kind = "diverge" if diverge[i] else "improve"
-            batch.append(
-                TaskInstance(
-                    prompt=iteration_messages(
-                        task["prompt"],
-                        history["attempt"],
-                        kind,
-                        self.templates,
-                        c.attempt_clip_chars,
-                    ),
-                    base_id=task["id"],
-                    base_index=history["base_index"],
-                    archive_id=int(archive_id),
-                    kind=kind,
-                    depth=int(lineage_depth) + 1,
-                    answer=task["answer"],
-                    data_source=task["data_source"],
-                    previous_attempt=history["attempt"],
-                )
-            )
+        batch: list[TaskInstance] = []
+        for i in range(int(n)):
+            if replay[i]:
+                archive_id, payload, depth = next(replayed)
+                batch.append(self._replay(int(archive_id), payload, int(depth), bool(diverge[i])))
+            else:
+                batch.append(self._instance(self._next_base_index()))
         self._last.update(
             replay_fraction=float(replay.mean()) if n else 0.0,
-            diverge_fraction=float(sum(b.kind == "diverge" for b in batch) / n) if n else 0.0,
+            diverge_fraction=float(np.mean([b.kind == "diverge" for b in batch])) if n else 0.0,
             depth_mean=float(np.mean([b.depth for b in batch])) if n else 0.0,
             depth_max=float(max((b.depth for b in batch), default=0)),
         )
@@ -193,13 +241,56 @@ class ExItCurriculum:
 
     # -- feedback -------------------------------------------------------------------------
 
+    def observe(
+        self,
+        batch: Sequence[TaskInstance],
+        responses: Sequence[Sequence[Rollout]],
+        rewards: Any,
+        step: int,
+        *,
+        feedback: Sequence[Sequence[str | None]] | None = None,
+    ) -> Feedback:
+        """Scores the batch's groups, updates the archive and returns the training signal.
+
+        `responses` holds n groups of G rollouts (strings, or for multi-turn tasks
+        sequences of `Turn`), `rewards` the (n, G) task rewards, `feedback` optional (n, G)
+        texts shown with an attempt when it is iterated on (e.g. an error trace).
+        """
+        task_rewards, rollouts = self._check_observation(batch, responses, rewards, feedback)
+        _check_step(step)
+        scores, train = self._training_rewards(batch, task_rewards)
+        learn = np.array([self.learnability_fn(row, UNIT_RANGE) for row in train])
+        embeddings = self._embed(rollouts) if self.bonus.needs_embeddings else None
+        shaped, scale = self._apply_bonus(train, embeddings)
+        added, rejected = self._update_archive(batch, rollouts, scores, learn, embeddings, step)
+        self._last.update(
+            learnability_mean=_mean(learn),
+            informative_fraction=_mean(learn > 0),
+            children_added=float(added),
+            children_rejected=float(rejected),
+            reward_mean=_mean(task_rewards),
+            training_reward_mean=_mean(train),
+            advantage_scale_mean=_mean(scale),
+            bonus_reward_mean=_mean(shaped - train),
+            bonus_mean=_mean(np.abs(scale - 1.0)) + _mean(np.abs(shaped - train)),
+        )
+        return Feedback(shaped, scale, learn)
+
     def _check_observation(
-        self, batch: Sequence[TaskInstance], responses: Sequence[Sequence[str]], rewards: Any
-    ) -> tuple[np.ndarray, int]:
+        self,
+        batch: Sequence[TaskInstance],
+        responses: Sequence[Sequence[Rollout]],
+        rewards: Any,
+        feedback: Sequence[Sequence[str | None]] | None,
+    ) -> tuple[np.ndarray, list[list[tuple[Turn, ...]]]]:
+        """(n, G) float rewards and the rollouts as turns; ValueError before any change."""
         n = len(batch)
         if len(responses) != n:
             raise ValueError(f"got {len(responses)} response groups for {n} task instances")
-        r = np.asarray(rewards, dtype=np.float64)
+        try:
+            r = np.asarray(rewards, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("rewards must be a numeric (n, G) array") from None
         if r.ndim != 2 or r.shape[0] != n:
             raise ValueError(f"rewards must have shape ({n}, G), got {r.shape}")
         g = r.shape[1]
@@ -207,104 +298,191 @@ class ExItCurriculum:
             raise ValueError("each group needs at least one response")
         if not np.isfinite(r).all():
             raise ValueError("rewards must be finite")
+        if feedback is not None and (
+            len(feedback) != n
+            or any(
+                isinstance(f, str) or not isinstance(f, Sequence) or len(f) != g for f in feedback
+            )
+        ):
+            raise ValueError(f"feedback must be n = {n} lists of G = {g} texts (or None)")
+        rollouts = []
         for i, (inst, group) in enumerate(zip(batch, responses, strict=True)):
-            if not isinstance(inst, TaskInstance):
-                raise ValueError(f"batch[{i}] is not a TaskInstance")
-            if inst.kind not in KINDS:
-                raise ValueError(f"batch[{i}] has unknown kind {inst.kind!r}")
-            if (inst.kind == "base") != (inst.archive_id is None):
-                raise ValueError(f"batch[{i}]: only replayed instances carry an archive_id")
-            if not 0 <= inst.base_index < len(self.tasks):
-                raise ValueError(f"batch[{i}] refers to base task {inst.base_index}")
+            self._check_instance(i, inst)
             if isinstance(group, str) or len(group) != g:
-                raise ValueError(f"responses[{i}] must be a list of {g} strings")
-            if not all(isinstance(x, str) for x in group):
-                raise ValueError(f"responses[{i}] must contain strings")
-        return r, g
+                raise ValueError(f"responses[{i}] must be a list of {g} rollouts")
+            notes = feedback[i] if feedback is not None else [None] * g
+            rollouts.append([_as_turns(i, x, note) for x, note in zip(group, notes, strict=True)])
+        return r, rollouts
 
-    def observe(
+    def _check_instance(self, i: int, inst: TaskInstance) -> None:
+        if not isinstance(inst, TaskInstance):
+            raise ValueError(f"batch[{i}] is not a TaskInstance")
+        if inst.kind not in KINDS:
+            raise ValueError(f"batch[{i}] has unknown kind {inst.kind!r}")
+        if not 0 <= inst.base_index < len(self.tasks):
+            raise ValueError(f"batch[{i}] refers to base task {inst.base_index}")
+        if inst.kind != "base" and (
+            inst.archive_id is None or inst.history is None or not inst.history.turns
+        ):
+            raise ValueError(f"batch[{i}]: an {inst.kind} step needs its archived history")
+        if inst.kind == "base" and inst.archive_id is not None and self.config.iterate:
+            raise ValueError(f"batch[{i}]: base tasks are replayed only with iterate=False")
+
+    def _training_rewards(
+        self, batch: Sequence[TaskInstance], task_rewards: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Step 1: (quality in [0, 1] stored with each attempt, training rewards)."""
+        reward_range = self.config.reward_range
+        rescaled = rescale(task_rewards, reward_range)
+        rows = [
+            self.iteration_reward_fn(rescaled[i], inst.kind, inst.previous_reward)
+            for i, inst in enumerate(batch)
+        ]
+        train = np.stack(rows) if rows else rescaled.copy()
+        return quality(task_rewards, reward_range), train
+
+    def _embed(self, rollouts: list[list[tuple[Turn, ...]]]) -> np.ndarray | None:
+        texts = ["\n\n".join(t.response for t in turns) for group in rollouts for turns in group]
+        if not texts:
+            return None
+        n, g = len(rollouts), len(rollouts[0])
+        return np.asarray(self.embedder(texts), dtype=np.float32).reshape(n, g, -1)
+
+    def _apply_bonus(
+        self, train: np.ndarray, embeddings: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Step 3: the registered bonus, group by group."""
+        if train.size == 0:
+            return train.copy(), np.ones_like(train)
+        novelty = None
+        if self.bonus.needs_novelty:
+            assert embeddings is not None
+            flat = embeddings.reshape(train.size, -1)
+            novelty = self.archive.novelty(flat, k=self.config.novelty_k).reshape(train.shape)
+        shaped, scale = np.empty_like(train), np.empty_like(train)
+        for i in range(train.shape[0]):
+            group = BonusGroup(
+                rewards=train[i],
+                embeddings=None if embeddings is None else embeddings[i],
+                novelty=None if novelty is None else novelty[i],
+                coef=self.config.diversity_coef,
+            )
+            shaped[i], scale[i] = self.bonus.fn(group)
+        return shaped, scale
+
+    def _update_archive(
         self,
         batch: Sequence[TaskInstance],
-        responses: Sequence[Sequence[str]],
-        rewards: Any,
+        rollouts: list[list[tuple[Turn, ...]]],
+        scores: np.ndarray,
+        learn: np.ndarray,
+        embeddings: np.ndarray | None,
         step: int,
-    ) -> np.ndarray:
-        """Learnability → archive scores, informative groups → children; returns shaped rewards.
-
-        `responses` holds n groups of G strings and `rewards` the (n, G) raw task rewards.
-        Learnability always uses the raw rewards; the diversity bonus only shapes the output.
-        """
-        raw, g = self._check_observation(batch, responses, rewards)
-        c = self.config
-        n = len(batch)
-        learn = np.array([self.learnability_fn(raw[i]) for i in range(n)])
-        emb = None
-        if c.diversity_bonus != "none" or self._uses_archive_embeddings():
-            assert self.embedder is not None
-            flat = [text for group in responses for text in group]
-            emb = self.embedder(flat).reshape(n, g, -1) if flat else None
-        shaped = raw.copy()
-        spread_mean = 0.0
-        if emb is not None and c.diversity_bonus in ("knn", "both"):
-            novelty = self.archive.novelty(emb.reshape(n * g, -1), k=c.novelty_k).reshape(n, g)
-            for i in range(n):
-                shaped[i] = knn_bonus(shaped[i], novelty[i], c.diversity_coef)
-                spread_mean += float(range_normalize(novelty[i]).mean()) / n
-        if emb is not None and c.diversity_bonus in ("centroid", "both"):
-            for i in range(n):
-                shaped[i] = centroid_bonus(shaped[i], emb[i], c.diversity_coef)
-
-        replayed = [
-            (b.archive_id, learn[i]) for i, b in enumerate(batch) if b.archive_id is not None
-        ]
-        live = [(a, s) for a, s in replayed if a in self.archive]
+    ) -> tuple[int, int]:
+        """Step 4: re-score replayed entries, then add children; (admitted, rejected)."""
+        rescored: dict[int, float] = {}  # the last group of an id wins
+        for inst, s in zip(batch, learn, strict=True):
+            if inst.archive_id is not None:
+                rescored[inst.archive_id] = float(s)
+        if not self.config.iterate:
+            return self._update_base_entries(batch, learn, rescored, step)
+        live = {a: s for a, s in rescored.items() if a in self.archive}
         if live:
-            ids, scores = zip(*live, strict=True)
-            self.archive.update_scores(list(ids), list(scores))
-
-        payloads: list[bytes] = []
-        scores_out: list[float] = []
-        parents: list[int] = []
-        rows: list[np.ndarray] = []
+            self.archive.update_scores(list(live), list(live.values()))
+        payloads, child_scores, parents, rows = [], [], [], []
         for i, inst in enumerate(batch):
-            if learn[i] <= c.min_child_learnability or inst.depth + 1 > c.max_depth:
+            if not self._adds_children(inst, learn[i]):
                 continue
-            order = np.argsort(-raw[i], kind="stable")
-            keep = order if c.children_per_group == 0 else order[: c.children_per_group]
-            # Evicted parents are fine: the archive keeps their lineage.
-            parent = -1 if inst.archive_id is None else inst.archive_id
-            for j in keep:
-                payloads.append(
-                    json.dumps(
-                        {
-                            "base_index": inst.base_index,
-                            "attempt": responses[i][j],
-                            "kind": inst.kind,
-                        },
-                        ensure_ascii=False,
-                    ).encode()
-                )
-                scores_out.append(float(learn[i]))
-                parents.append(parent)
-                if emb is not None and self._uses_archive_embeddings():
-                    rows.append(emb[i, j])
-        added = 0
-        if payloads:
-            embeddings = np.stack(rows) if rows else None
-            added = len(
-                self.archive.add(
-                    payloads, scores_out, parents=parents, embeddings=embeddings, step=step
-                )
-            )
-        self._last.update(
-            learnability_mean=float(learn.mean()) if n else 0.0,
-            informative_fraction=float((learn > c.min_child_learnability).mean()) if n else 0.0,
-            children_added=float(added),
-            bonus_mean=float(np.mean(shaped - raw)) if raw.size else 0.0,
-            reward_mean=float(raw.mean()) if raw.size else 0.0,
-            novelty_spread_mean=spread_mean,
+            for j in self._child_indices(scores[i]):
+                child = self._child_history(inst, rollouts[i][j], float(scores[i, j]))
+                start = len(inst.history.turns) if inst.history and inst.history.turns else 1
+                for prefix in child.prefixes(start):  # multi-turn: every new partial history
+                    payloads.append(prefix.to_bytes())
+                    child_scores.append(float(learn[i]))
+                    parents.append(-1 if inst.archive_id is None else inst.archive_id)
+                    if self.archive.embedding_dim is not None:
+                        assert embeddings is not None
+                        rows.append(embeddings[i, j])
+        return self._add(payloads, child_scores, parents, rows, step)
+
+    def _adds_children(self, inst: TaskInstance, score: float) -> bool:
+        c = self.config
+        if c.min_child_learnability is not None and not score > c.min_child_learnability:
+            return False
+        return c.max_depth is None or inst.depth + 1 <= c.max_depth
+
+    def _child_indices(self, group_scores: np.ndarray) -> list[int]:
+        """Which of the G responses become children (docs/exit.md: one at random)."""
+        g = len(group_scores)
+        k = self.config.children_per_group
+        if k == 0 or k >= g:
+            return list(range(g))
+        if self.config.child_selection == "best":
+            return [int(j) for j in np.argsort(-group_scores, kind="stable")[:k]]
+        return [int(j) for j in self._rng.choice(g, size=k, replace=False)]
+
+    @staticmethod
+    def _child_history(inst: TaskInstance, rollout: tuple[Turn, ...], reward: float) -> History:
+        """The parent's turns with the new iterate of its last response (and later turns)."""
+        first, *rest = rollout
+        turns = list(rest)
+        if inst.history is not None and inst.history.turns:
+            last = inst.history.turns[-1]
+            first = Turn(last.observation, first.response, first.reward, first.feedback)
+            prefix = list(inst.history.context)
+        else:
+            prefix = []
+        turns = [*prefix, first, *turns]
+        end = turns[-1]
+        turns[-1] = Turn(end.observation, end.response, reward, end.feedback)
+        return History(inst.base_index, tuple(turns), inst.kind)
+
+    def _update_base_entries(
+        self,
+        batch: Sequence[TaskInstance],
+        learn: np.ndarray,
+        rescored: dict[int, float],
+        step: int,
+    ) -> tuple[int, int]:
+        """iterate=False: one archive entry per base task, scored by its latest group."""
+        fresh: dict[int, float] = {}
+        for inst, s in zip(batch, learn, strict=True):
+            if inst.archive_id is None:
+                entry = self._base_entries.get(inst.base_index)
+                if entry is not None and entry in self.archive:
+                    rescored[entry] = float(s)
+                else:
+                    fresh[inst.base_index] = float(s)
+        live = {a: s for a, s in rescored.items() if a in self.archive}
+        if live:
+            self.archive.update_scores(list(live), list(live.values()))
+        payloads = [History(index).to_bytes() for index in fresh]
+        added, rejected = self._add(payloads, list(fresh.values()), [-1] * len(fresh), [], step)
+        return added, rejected
+
+    def _add(
+        self,
+        payloads: list[bytes],
+        scores: list[float],
+        parents: list[int],
+        rows: list[np.ndarray],
+        step: int,
+    ) -> tuple[int, int]:
+        if not payloads:
+            return 0, 0
+        before = int(self.archive.stats().get("rejected", 0))
+        ids = self.archive.add(
+            payloads,
+            scores,
+            parents=parents,
+            embeddings=np.stack(rows) if rows else None,
+            step=step,
         )
-        return shaped
+        rejected = int(self.archive.stats().get("rejected", 0)) - before
+        if not self.config.iterate:
+            for payload, archive_id in zip(payloads, ids, strict=True):
+                self._base_entries[History.from_bytes(payload).base_index] = int(archive_id)
+        return len(ids) - rejected, rejected
 
     # -- monitoring and persistence -------------------------------------------------------
 
@@ -314,6 +492,7 @@ class ExItCurriculum:
         out = {
             "archive_size": float(stats["size"]),
             "archive_evicted": float(stats["evicted"]),
+            "archive_rejected": float(stats.get("rejected", 0)),
             "archive_depth_max": float(stats["depth_max"]),
             "archive_score_mean": float(stats["score_mean"]) if stats["size"] else 0.0,
             "epoch": float(self._epoch),
@@ -341,6 +520,7 @@ class ExItCurriculum:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores `state_dict()` output; ValueError (and no change) if it does not fit."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported curriculum state version {state.get('version')!r}")
         if state.get("num_tasks") != len(self.tasks):
@@ -348,13 +528,56 @@ class ExItCurriculum:
                 f"state was saved with {state.get('num_tasks')} base tasks, this curriculum has "
                 f"{len(self.tasks)}"
             )
+        if "archive" not in state:
+            raise ValueError("state has no archive bytes (saved with include_archive=False)")
         archive = TaskArchive.from_bytes(state["archive"])
         rng = np.random.default_rng()
-        rng.bit_generator.state = state["rng"]
+        try:
+            rng.bit_generator.state = state["rng"]
+        except (TypeError, ValueError, KeyError) as e:
+            raise ValueError(f"state has a malformed RNG state: {e}") from None
+        base_entries = self._index_base_entries(archive)
         self.seed = int(state["seed"])
         self.archive = archive
         self._rng = rng
         self._epoch = int(state["epoch"])
         self._cursor = int(state["cursor"])
         self._order = self._epoch_order(self._epoch)
+        self._base_entries = base_entries
         self._last = dict(state.get("last_metrics", {}))
+
+    def _index_base_entries(self, archive: TaskArchive) -> dict[int, int]:
+        if self.config.iterate or len(archive) == 0:
+            return {}
+        ids = archive.ids()
+        return {
+            History.from_bytes(p).base_index: int(a)
+            for a, p in zip(ids, archive.get(ids), strict=True)
+        }
+
+
+def _check_step(step: Any) -> None:
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ValueError(f"step must be a non-negative int, got {step!r}")
+
+
+def _mean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()) if values.size else 0.0
+
+
+def _as_turns(i: int, rollout: Any, note: str | None) -> tuple[Turn, ...]:
+    if isinstance(rollout, str):
+        return (Turn(None, rollout, None, note),)
+    if (
+        isinstance(rollout, Sequence)
+        and len(rollout) > 0
+        and all(isinstance(t, Turn) for t in rollout)
+        and rollout[0].observation is None
+        and all(t.observation is not None for t in rollout[1:])
+    ):
+        return tuple(rollout)
+    raise ValueError(
+        f"responses[{i}] must hold strings or non-empty sequences of Turn (the first answers "
+        "the prompt: observation None; every later one has the observation that led to it)"
+    )

@@ -1,4 +1,20 @@
-"""Multi-step self-improvement evaluation: answer, then improve the previous answer T times."""
+"""K-step inference-time self-improvement on held-out tasks (paper §5.3, Table 1, Fig. 3–4).
+
+Each task is answered by `samples` independent chains (avg@n). Step 0 answers the base task;
+step k >= 1 asks the policy to improve its own step k − 1 answer with the training
+"improve" prompt. One `generate` call per step covers every chain, so callers batch it all.
+
+Returned per step t = 0..K (lists of length K + 1), averaged over tasks and chains:
+  mean            mean reward
+  accuracy        share of answers counted correct (`correct`: a threshold on the reward,
+                  default 1.0, or a predicate for graded rewards)
+  best_so_far     mean over chains of the best reward up to step t
+  net_corrections wrong→right minus right→wrong transitions, accumulated over steps 1..t,
+                  counted over tasks and averaged over the n chains per task (0 at t = 0)
+and `first_step_accuracy` (the accuracy of the first answer, step 0, before any
+self-improvement — SCoRe's Accuracy@t1), `final_accuracy`, `accuracy_gain` (final − first)
+and `scores[task][chain][step]`. Everything is plain JSON.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from exit_verl.prompts import Message, Templates, base_messages, iteration_messages, templates_for
+from exit_verl.prompts import Message, Templates, base_messages, render_messages, templates_for
 
 Generate = Callable[[list[list[Message]]], list[str]]
 RewardFn = Callable[[Mapping[str, Any], str], float]
+Correct = float | Callable[[float], bool]
 
 
 def evaluate_self_improvement(
@@ -19,41 +36,77 @@ def evaluate_self_improvement(
     tasks: Sequence[Mapping[str, Any]],
     iterations: int,
     *,
+    samples: int = 1,
     templates: Templates | None = None,
     domain: str = "math",
-    clip_chars: int = 2000,
+    correct: Correct = 1.0,
     on_step: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Scores at every iteration step on held-out `tasks` (each with "prompt" and "answer").
+    """Runs `samples` chains of `iterations` improvement steps per task; see the module doc.
 
-    Step 0 is the answer to the base task; step t >= 1 asks the policy to improve its own answer
-    from step t − 1 (the "improve" prompt of training). Returns `mean[t]` (mean score at step
-    t), `best_so_far[t]` (mean over tasks of the best score up to step t) and the per-task
-    `scores` matrix (tasks × (iterations + 1)).
+    `tasks` are mappings with "prompt" (a string or chat messages) and whatever `reward_fn`
+    reads; `generate` maps a list of chat prompts to as many response strings.
     """
-    if iterations < 0:
-        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    _check_count("iterations", iterations, 0)
+    _check_count("samples", samples, 1)
     if len(tasks) == 0:
         raise ValueError("tasks is empty")
+    is_correct = _correct_fn(correct)
     templates = templates or templates_for(domain)
-    prompts = [base_messages(t["prompt"], templates) for t in tasks]
-    scores = np.zeros((len(tasks), iterations + 1))
+    chains = [task for task in tasks for _ in range(samples)]  # task-major
+    scores = np.zeros((len(chains), iterations + 1))
     answers: list[str] = []
     for step in range(iterations + 1):
-        if step > 0:
+        if step == 0:
+            prompts = [base_messages(t["prompt"], templates) for t in chains]
+        else:
             prompts = [
-                iteration_messages(t["prompt"], prev, "improve", templates, clip_chars)
-                for t, prev in zip(tasks, answers, strict=True)
+                render_messages(t["prompt"], prev, "improve", templates)
+                for t, prev in zip(chains, answers, strict=True)
             ]
         answers = list(generate(prompts))
-        if len(answers) != len(tasks):
-            raise ValueError(f"generate returned {len(answers)} answers for {len(tasks)} prompts")
-        scores[:, step] = [float(reward_fn(t, a)) for t, a in zip(tasks, answers, strict=True)]
+        if len(answers) != len(chains) or not all(isinstance(a, str) for a in answers):
+            raise ValueError(f"generate must return {len(chains)} strings, got {len(answers)}")
+        scores[:, step] = [float(reward_fn(t, a)) for t, a in zip(chains, answers, strict=True)]
         if on_step is not None:
             on_step(step, float(scores[:, step].mean()))
+    return _summary(scores, is_correct, len(tasks), samples, iterations)
+
+
+def _summary(
+    scores: np.ndarray, is_correct: Callable[[float], bool], n_tasks: int, samples: int, k: int
+) -> dict[str, Any]:
+    right = np.vectorize(is_correct, otypes=[bool])(scores)
+    accuracy = right.mean(axis=0)
+    fixed = (~right[:, :-1] & right[:, 1:]).sum(axis=0)  # wrong → right at steps 1..K
+    broken = (right[:, :-1] & ~right[:, 1:]).sum(axis=0)  # right → wrong
+    net = np.concatenate([[0.0], np.cumsum(fixed - broken) / samples])
     return {
-        "iterations": iterations,
+        "iterations": k,
+        "samples": samples,
+        "num_tasks": n_tasks,
         "mean": scores.mean(axis=0).tolist(),
+        "accuracy": accuracy.tolist(),
         "best_so_far": np.maximum.accumulate(scores, axis=1).mean(axis=0).tolist(),
-        "scores": scores.tolist(),
+        "net_corrections": net.tolist(),
+        "corrections": np.concatenate([[0.0], fixed / samples]).tolist(),
+        "regressions": np.concatenate([[0.0], broken / samples]).tolist(),
+        "first_step_accuracy": float(accuracy[0]),
+        "final_accuracy": float(accuracy[-1]),
+        "accuracy_gain": float(accuracy[-1] - accuracy[0]),
+        "scores": scores.reshape(n_tasks, samples, k + 1).tolist(),
     }
+
+
+def _correct_fn(correct: Correct) -> Callable[[float], bool]:
+    if callable(correct):
+        return lambda score: bool(correct(score))
+    if isinstance(correct, bool) or not isinstance(correct, (int, float)):
+        raise ValueError(f"correct must be a number (threshold) or a predicate, got {correct!r}")
+    threshold = float(correct)
+    return lambda score: score >= threshold
+
+
+def _check_count(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")

@@ -17,7 +17,6 @@ def default_exit() -> ExItConfig:
         capacity=512,
         diversity_bonus="centroid",
         max_depth=3,
-        attempt_clip_chars=400,
     )
 
 

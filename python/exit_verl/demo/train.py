@@ -60,7 +60,6 @@ def evaluate(policy, cfg: DemoConfig, templates, adapter: bool, log: Callable[[s
         heldout,
         cfg.eval_iterations,
         templates=templates,
-        clip_chars=cfg.exit.attempt_clip_chars,
         on_step=lambda t, mean: log(f"eval {name}: step {t} mean reward {mean:.3f}"),
     )
 
@@ -118,7 +117,7 @@ def run(
                 for b, group in zip(batch, rollout.texts, strict=True)
             ]
         )
-        shaped = curriculum.observe(batch, rollout.texts, raw, step)
+        shaped = curriculum.observe(batch, rollout.texts, raw, step).rewards
         t1 = time.perf_counter()
         update = grpo_step(policy, optimizer, rollout, shaped, settings)
         t_update = time.perf_counter() - t1

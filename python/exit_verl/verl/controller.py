@@ -183,7 +183,7 @@ class ExItController:
                 [[texts[r] for r in group] for group in rows],
                 raw_np[rows],
                 step,
-            )
+            ).rewards
             for i, group in enumerate(rows):
                 for j, r in enumerate(group):
                     shaped_scores[r, last[r]] += float(shaped[i, j] - raw_np[r])

@@ -77,7 +77,6 @@ def multistep_validation(trainer: Any, iterations: int) -> dict[str, float]:
         tasks,
         iterations,
         templates=curriculum.templates,
-        clip_chars=curriculum.config.attempt_clip_chars,
     )
     metrics = {}
     for t, (mean, best) in enumerate(zip(result["mean"], result["best_so_far"], strict=True)):

@@ -4,7 +4,7 @@
 
 use std::sync::{Mutex, RwLock};
 
-use exit_archive::{Archive, Config, Error, IvfIndex, Metric, Prioritization};
+use exit_archive::{Admission, Archive, Config, Error, IvfIndex, Metric, Prioritization};
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
@@ -132,7 +132,8 @@ impl ArchiveCore {
 impl ArchiveCore {
     #[new]
     #[pyo3(signature = (capacity, embedding_dim=None, metric="cosine", prioritization="rank",
-                        temperature=1.0, staleness_coef=0.0, seed=0, max_payload_bytes=64 << 20))]
+                        temperature=1.0, staleness_coef=0.0, admission="always", seed=0,
+                        max_payload_bytes=64 << 20))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         capacity: i64,
@@ -141,6 +142,7 @@ impl ArchiveCore {
         prioritization: &str,
         temperature: f64,
         staleness_coef: f64,
+        admission: &str,
         seed: u64,
         max_payload_bytes: i64,
     ) -> PyResult<Self> {
@@ -163,6 +165,7 @@ impl ArchiveCore {
         cfg.prioritization = Prioritization::parse(prioritization).map_err(to_py)?;
         cfg.temperature = temperature;
         cfg.staleness_coef = staleness_coef;
+        cfg.admission = Admission::parse(admission).map_err(to_py)?;
         cfg.seed = seed;
         cfg.max_payload_bytes = non_negative(max_payload_bytes, "max_payload_bytes")? as usize;
         Archive::new(cfg).map(ArchiveCore::wrap).map_err(to_py)
@@ -435,6 +438,7 @@ impl ArchiveCore {
         d.set_item("prioritization", c.prioritization.name())?;
         d.set_item("temperature", c.temperature)?;
         d.set_item("staleness_coef", c.staleness_coef)?;
+        d.set_item("admission", c.admission.name())?;
         d.set_item("seed", c.seed)?;
         d.set_item("max_payload_bytes", c.max_payload_bytes)?;
         Ok(d)
@@ -448,6 +452,7 @@ impl ArchiveCore {
         d.set_item("capacity", s.capacity)?;
         d.set_item("next_id", s.next_id)?;
         d.set_item("evicted", s.evicted)?;
+        d.set_item("rejected", s.rejected)?;
         d.set_item("removed", s.removed)?;
         d.set_item("sampled", s.sampled)?;
         d.set_item("payload_bytes", s.payload_bytes)?;

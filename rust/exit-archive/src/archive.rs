@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 
 use crate::arena::Arena;
-use crate::config::{Config, Prioritization};
+use crate::config::{Admission, Config, Prioritization};
 use crate::error::{invalid, Error, Result};
 use crate::lineage::LineageLog;
 use crate::novelty::{self, Metric};
@@ -11,6 +11,12 @@ use crate::weights::{StalenessTree, SumTree};
 
 pub(crate) const NO_PARENT: u64 = u64::MAX;
 pub(crate) const NOT_RESIDENT: u32 = u32::MAX;
+
+/// Softmax weights are exp((score − softmax_ref) / temperature). The reference follows the
+/// highest resident score with this much slack (in units of temperature) on either side, so
+/// the largest weight stays within e^±SOFTMAX_SLACK: sums cannot overflow, the top weight
+/// never underflows, and moving the reference (an O(n) rebuild) is rare.
+pub(crate) const SOFTMAX_SLACK: f64 = 256.0;
 
 /// Lineage of an id: kept for every id ever inserted, evicted ones included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +43,8 @@ pub struct Stats {
     pub capacity: usize,
     pub next_id: u64,
     pub evicted: u64,
+    /// Entries refused by the `NotBelowMin` admission rule.
+    pub rejected: u64,
     pub removed: u64,
     pub sampled: u64,
     pub payload_bytes: u64,
@@ -86,13 +94,16 @@ pub struct Archive {
     // Sampling and eviction structures.
     order: OsTree,
     rank_cdf: Vec<f64>,
+    /// Weights of the proportional and softmax modes.
     prop: SumTree,
+    pub(crate) softmax_ref: f64,
     stale: StalenessTree,
     last_sum: u128,
     last_steps: BTreeMap<u64, u32>,
     /// Slots the weight trees have room for.
     room: usize,
     pub(crate) evicted: u64,
+    pub(crate) rejected: u64,
     pub(crate) removed: u64,
     pub(crate) sampled: u64,
 }
@@ -188,11 +199,13 @@ impl Archive {
             order: OsTree::new(),
             rank_cdf: Vec::new(),
             prop: SumTree::with_slots(1),
+            softmax_ref: 0.0,
             stale: StalenessTree::with_slots(1),
             last_sum: 0,
             last_steps: BTreeMap::new(),
             room: 0,
             evicted: 0,
+            rejected: 0,
             removed: 0,
             sampled: 0,
         })
@@ -234,12 +247,49 @@ impl Archive {
         self.slot(id).ok_or(Error::UnknownId(id))
     }
 
+    /// Whether the sum tree of score weights is in use (proportional and softmax modes).
+    fn weighted(&self) -> bool {
+        self.cfg.prioritization != Prioritization::Rank
+    }
+
     fn weight(&self, score: f64) -> f64 {
-        if self.cfg.temperature == 1.0 {
-            score
-        } else {
-            score.powf(1.0 / self.cfg.temperature)
+        let t = self.cfg.temperature;
+        match self.cfg.prioritization {
+            Prioritization::Softmax => ((score - self.softmax_ref) / t).exp(),
+            _ if t == 1.0 => score,
+            _ => score.powf(1.0 / t),
         }
+    }
+
+    /// Softmax: moves the reference to `incoming` (the largest score about to be weighted)
+    /// when its weight could overflow; call before any structure changes.
+    fn softmax_make_room(&mut self, incoming: f64) {
+        if self.cfg.prioritization == Prioritization::Softmax
+            && (incoming - self.softmax_ref) / self.cfg.temperature > SOFTMAX_SLACK
+        {
+            self.softmax_ref = incoming;
+            self.rebuild_weights();
+        }
+    }
+
+    /// Softmax: after a change, re-centres the reference on the highest resident score when
+    /// that score left the slack window (an O(n) rebuild, amortized by the slack).
+    fn softmax_recentre(&mut self) {
+        if self.cfg.prioritization != Prioritization::Softmax || self.is_empty() {
+            return;
+        }
+        let top = self.top_score();
+        let x = (top - self.softmax_ref) / self.cfg.temperature;
+        if !(-SOFTMAX_SLACK..=SOFTMAX_SLACK).contains(&x) {
+            self.softmax_ref = top;
+            self.rebuild_weights();
+        }
+    }
+
+    /// The highest resident score; the archive must not be empty.
+    pub(crate) fn top_score(&self) -> f64 {
+        let id = self.order.select(0).1;
+        self.slots[self.log[id].slot as usize].score
     }
 
     /// Resident ids in ascending order.
@@ -272,6 +322,7 @@ impl Archive {
         let mut pending: BinaryHeap<u128> = BinaryHeap::with_capacity(m);
         let mut cursor = EvictionCursor::new(self.len());
         let mut size = self.len();
+        let mut rejected = 0usize;
         for (&score, &id) in scores.iter().zip(&new_ids) {
             if size == self.cfg.capacity {
                 let resident = cursor.peek(&self.order);
@@ -281,6 +332,17 @@ impl Archive {
                     (Some(_), None) => true,
                     (None, _) => false,
                 };
+                let lowest = if take_resident {
+                    let id = resident.expect("resident candidate").1;
+                    self.slots[self.log[id].slot as usize].score
+                } else {
+                    let id = pending_id(*pending.peek().expect("pending candidate"));
+                    scores[(id - first_id) as usize]
+                };
+                if self.cfg.admission == Admission::NotBelowMin && score < lowest {
+                    rejected += 1;
+                    continue;
+                }
                 if take_resident {
                     victims.push(resident.expect("resident candidate"));
                     cursor.advance();
@@ -317,13 +379,17 @@ impl Archive {
             .collect();
         survivors.sort_unstable();
         debug_assert!(survivors.len() >= victims.len());
+        if let Some(top) = survivors.iter().map(|&i| scores[i]).reduce(f64::max) {
+            self.softmax_make_room(top);
+        }
         self.reserve_slots(self.len() + survivors.len() - victims.len());
         let bulk = self.bulk_worthwhile(survivors.len() + victims.len());
         let free_slots: Vec<usize> = victims
             .iter()
             .map(|key| self.detach(key.1, !bulk))
             .collect();
-        self.evicted += (victims.len() + m - survivors.len()) as u64;
+        self.evicted += (victims.len() + m - rejected - survivors.len()) as u64;
+        self.rejected += rejected as u64;
         let dim = self.cfg.embedding_dim.unwrap_or(0);
         for (j, &i) in survivors.iter().enumerate() {
             let row = embeddings.map(|e| &e[i * dim..(i + 1) * dim]);
@@ -340,6 +406,7 @@ impl Archive {
             self.rebuild_order(&victims, &added);
             self.rebuild_weights();
         }
+        self.softmax_recentre();
         Ok(new_ids)
     }
 
@@ -370,11 +437,11 @@ impl Archive {
         self.order = OsTree::from_sorted(&merged);
     }
 
-    /// Rebuilds the staleness and proportional weight trees from the slots.
+    /// Rebuilds the staleness and score weight trees from the slots.
     fn rebuild_weights(&mut self) {
         let last_steps: Vec<u64> = self.slots.iter().map(|s| s.last_step).collect();
         self.stale.rebuild(self.room.max(self.len()), &last_steps);
-        if self.cfg.prioritization == Prioritization::Proportional {
+        if self.weighted() {
             let mut prop = SumTree::with_slots(self.room.max(self.len()));
             for s in 0..self.len() {
                 prop.set(s, self.weight(self.slots[s].score));
@@ -452,7 +519,7 @@ impl Archive {
     fn reserve_slots(&mut self, len: usize) {
         if len > self.room {
             let room = len.max(2 * self.room).min(self.cfg.capacity).max(len);
-            if self.cfg.prioritization == Prioritization::Proportional {
+            if self.weighted() {
                 self.prop.grow(room, self.len());
             }
             let last_steps: Vec<u64> = self.slots.iter().map(|s| s.last_step).collect();
@@ -527,7 +594,7 @@ impl Archive {
         self.log[id].slot = slot as u32;
         if indexed {
             self.order.insert(order_key(score, id));
-            if self.cfg.prioritization == Prioritization::Proportional {
+            if self.weighted() {
                 let w = self.weight(score);
                 self.prop.set(slot, w);
             }
@@ -543,7 +610,7 @@ impl Archive {
         if indexed {
             let removed = self.order.remove(&order_key(self.slots[slot].score, id));
             debug_assert!(removed);
-            if self.cfg.prioritization == Prioritization::Proportional {
+            if self.weighted() {
                 self.prop.set(slot, 0.0);
             }
         }
@@ -573,6 +640,15 @@ impl Archive {
             self.resident_slot(id)?;
             check_score(s, self.cfg.prioritization)?;
         }
+        if let Some(top) = scores.iter().copied().reduce(f64::max) {
+            self.softmax_make_room(top);
+        }
+        self.update_scores_unchecked(ids, scores);
+        self.softmax_recentre();
+        Ok(())
+    }
+
+    fn update_scores_unchecked(&mut self, ids: &[u64], scores: &[f64]) {
         if self.bulk_worthwhile(ids.len()) {
             let mut unique = ids.to_vec();
             unique.sort_unstable();
@@ -583,7 +659,7 @@ impl Archive {
             for (&id, &score) in ids.iter().zip(scores) {
                 let slot = self.log[id].slot as usize;
                 self.slots[slot].score = score;
-                if self.cfg.prioritization == Prioritization::Proportional {
+                if self.weighted() {
                     let w = self.weight(score);
                     self.prop.set(slot, w);
                 }
@@ -592,19 +668,18 @@ impl Archive {
             removed.sort_unstable();
             added.sort_unstable();
             self.rebuild_order(&removed, &added);
-            return Ok(());
+            return;
         }
         for (&id, &score) in ids.iter().zip(scores) {
             let slot = self.log[id].slot as usize;
             self.order.remove(&order_key(self.slots[slot].score, id));
             self.order.insert(order_key(score, id));
             self.slots[slot].score = score;
-            if self.cfg.prioritization == Prioritization::Proportional {
+            if self.weighted() {
                 let w = self.weight(score);
                 self.prop.set(slot, w);
             }
         }
-        Ok(())
     }
 
     /// Removes resident entries (their lineage is kept).
@@ -621,6 +696,7 @@ impl Archive {
             self.move_last_into(slot);
         }
         self.removed += ids.len() as u64;
+        self.softmax_recentre();
         Ok(())
     }
 
@@ -632,7 +708,7 @@ impl Archive {
         self.stale.sub(last, self.slots[last].last_step);
         if slot != last {
             let id = self.slots[last].id;
-            if self.cfg.prioritization == Prioritization::Proportional {
+            if self.weighted() {
                 let w = self.prop.get(last);
                 self.prop.set(last, 0.0);
                 self.prop.set(slot, w);
@@ -705,7 +781,7 @@ impl Archive {
                 let id = self.order.select(rank).1;
                 self.log[id].slot as usize
             }
-            Prioritization::Proportional => {
+            Prioritization::Proportional | Prioritization::Softmax => {
                 if self.prop.total() > 0.0 {
                     self.prop.sample(&mut self.rng)
                 } else {
@@ -737,7 +813,7 @@ impl Archive {
                     ps[slot] = ((rank + 1) as f64).powf(-1.0 / self.cfg.temperature) / total;
                 }
             }
-            Prioritization::Proportional => {
+            Prioritization::Proportional | Prioritization::Softmax => {
                 let w: Vec<f64> = self.slots.iter().map(|s| self.weight(s.score)).collect();
                 let total: f64 = w.iter().sum();
                 for (p, x) in ps.iter_mut().zip(&w) {
@@ -888,6 +964,7 @@ impl Archive {
             capacity: self.cfg.capacity,
             next_id: self.next_id,
             evicted: self.evicted,
+            rejected: self.rejected,
             removed: self.removed,
             sampled: self.sampled,
             payload_bytes: self.payloads.live_bytes(),
@@ -973,6 +1050,18 @@ impl Archive {
         }
         if let Some(dim) = self.cfg.embedding_dim {
             assert_eq!(self.embeddings.len(), n * dim);
+        }
+        if self.weighted() {
+            for (slot, s) in self.slots.iter().enumerate() {
+                assert_eq!(self.prop.get(slot), self.weight(s.score), "stale weight");
+            }
+        }
+        if self.cfg.prioritization == Prioritization::Softmax && n > 0 {
+            let x = (self.top_score() - self.softmax_ref) / self.cfg.temperature;
+            assert!(
+                (-SOFTMAX_SLACK..=SOFTMAX_SLACK).contains(&x),
+                "softmax reference"
+            );
         }
     }
 }

@@ -8,6 +8,8 @@ pub enum Prioritization {
     Rank,
     /// h = score^(1/temperature); scores must be >= 0; all zero samples uniformly.
     Proportional,
+    /// h = exp(score / temperature) (the ExIt paper's κ = 1/temperature); any finite score.
+    Softmax,
 }
 
 impl Prioritization {
@@ -15,8 +17,9 @@ impl Prioritization {
         match name {
             "rank" => Ok(Prioritization::Rank),
             "proportional" => Ok(Prioritization::Proportional),
+            "softmax" => Ok(Prioritization::Softmax),
             other => invalid(format!(
-                "prioritization must be 'rank' or 'proportional', got {other:?}"
+                "prioritization must be 'rank', 'proportional' or 'softmax', got {other:?}"
             )),
         }
     }
@@ -25,6 +28,36 @@ impl Prioritization {
         match self {
             Prioritization::Rank => "rank",
             Prioritization::Proportional => "proportional",
+            Prioritization::Softmax => "softmax",
+        }
+    }
+}
+
+/// What a full archive does with a new entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Every entry enters, evicting the lowest resident (score, then smallest id).
+    Always,
+    /// The ExIt paper's rule: an entry enters only if its score is >= the lowest resident
+    /// score (and then evicts that resident); a lower one is rejected.
+    NotBelowMin,
+}
+
+impl Admission {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "always" => Ok(Admission::Always),
+            "not_below_min" => Ok(Admission::NotBelowMin),
+            other => invalid(format!(
+                "admission must be 'always' or 'not_below_min', got {other:?}"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Admission::Always => "always",
+            Admission::NotBelowMin => "not_below_min",
         }
     }
 }
@@ -58,6 +91,7 @@ pub struct Config {
     pub prioritization: Prioritization,
     pub temperature: f64,
     pub staleness_coef: f64,
+    pub admission: Admission,
     pub seed: u64,
     /// Largest accepted payload, in bytes.
     pub max_payload_bytes: usize,
@@ -72,6 +106,7 @@ impl Config {
             prioritization: Prioritization::Rank,
             temperature: 1.0,
             staleness_coef: 0.0,
+            admission: Admission::Always,
             seed: 0,
             max_payload_bytes: 64 << 20,
         }

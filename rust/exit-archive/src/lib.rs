@@ -1,8 +1,9 @@
 //! A prioritized task archive for exploratory-iteration RL (ExIt, PLR-style replay).
 //!
 //! The archive stores opaque byte payloads (e.g. partial histories of an LLM's attempts) with
-//! a score each, samples them i.i.d. by rank or proportional priority mixed with PLR staleness,
-//! evicts the lowest score when full, keeps the lineage (parent, root, depth) of every id ever
+//! a score each, samples them i.i.d. by rank, proportional or softmax priority mixed with PLR
+//! staleness, evicts the lowest score when full (or, with [`Admission::NotBelowMin`], rejects
+//! entries scoring below it), keeps the lineage (parent, root, depth) of every id ever
 //! inserted, measures embedding novelty by exact k-nearest-neighbour search, and snapshots to
 //! one crash-safe file.
 //!
@@ -10,6 +11,8 @@
 //! - rank: sort by score descending (ties: smaller id first); rank `r` (1-based) has
 //!   `h = (1/r)^(1/temperature)`;
 //! - proportional: `h = score^(1/temperature)` (scores >= 0; all zero samples uniformly);
+//! - softmax: `h = exp(score/temperature)` (any finite score; computed shifted by the highest
+//!   score, so it never overflows);
 //! - `P_S = h / Σh`, `P_C(i) = (step − last_step_i) / Σ_j (step − last_step_j)` (uniform when
 //!   that sum is 0), and `P = (1 − staleness_coef)·P_S + staleness_coef·P_C`.
 //!
@@ -48,7 +51,7 @@ mod snapshot;
 mod weights;
 
 pub use archive::{Archive, EntryInfo, Lineage, Stats, LINEAGE_BYTES_PER_ID};
-pub use config::{Config, Prioritization, MAX_CAPACITY};
+pub use config::{Admission, Config, Prioritization, MAX_CAPACITY};
 pub use error::{Error, Result};
 pub use ivf::{default_nlist, IvfIndex};
 pub use novelty::{Metric, Neighbors};

@@ -5,7 +5,7 @@
 //! magic "EXITARC\0" | version u32 | header_len u32 | header (HEADER_LEN bytes)
 //! lineage:   parent u64 × m | root u64 × m | depth u32 × m   (m = next_id − lineage_base)
 //! pinned:    id u64 × p | parent u64 × p | root u64 × p | depth u32 × p  (residents below
-//!            lineage_base; version 2 only)
+//!            lineage_base; version 2 and later)
 //! residents: id u64 × n | score f64 × n | added_step u64 × n | last_step u64 × n
 //!            | times_sampled u64 × n | payload_len u32 × n
 //! payload bytes (payload_bytes) | embeddings f32 × n·dim
@@ -18,19 +18,21 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::archive::{Archive, LogRecord, SlotRecord, NOT_RESIDENT, NO_PARENT};
+use crate::archive::{Archive, LogRecord, SlotRecord, NOT_RESIDENT, NO_PARENT, SOFTMAX_SLACK};
 use crate::arena::Arena;
-use crate::config::{Config, Prioritization};
+use crate::config::{Admission, Config, Prioritization};
 use crate::error::{Error, Result};
 use crate::lineage::LineageLog;
 use crate::novelty::Metric;
 use crate::rng::Rng;
 
 const MAGIC: &[u8; 8] = b"EXITARC\0";
-const VERSION: u32 = 2;
-/// Header bytes per version: version 2 added the pinned-lineage count.
+const VERSION: u32 = 3;
+/// Header bytes per version: version 2 added the pinned-lineage count, version 3 the
+/// rejected count and the softmax reference (and the softmax and admission mode codes).
 const HEADER_LEN_V1: usize = 8 * 18;
-const HEADER_LEN: usize = 8 * 19;
+const HEADER_LEN_V2: usize = 8 * 19;
+const HEADER_LEN: usize = 8 * 21;
 const PREFIX_LEN: usize = 16;
 const TRAILER_LEN: usize = 12;
 /// Read/checksum granularity: large enough for few syscalls, small enough to stay in L2.
@@ -144,7 +146,8 @@ impl Archive {
         w.put(MAGIC)?;
         w.put(&VERSION.to_le_bytes())?;
         w.put(&(HEADER_LEN as u32).to_le_bytes())?;
-        let modes = cfg.metric as u64 | (cfg.prioritization as u64) << 8;
+        let modes =
+            cfg.metric as u64 | (cfg.prioritization as u64) << 8 | (cfg.admission as u64) << 16;
         let header = [
             cfg.capacity as u64,
             cfg.embedding_dim.unwrap_or(0) as u64,
@@ -175,6 +178,8 @@ impl Archive {
             .filter(|(_, r)| r.slot != NOT_RESIDENT)
             .collect();
         w.put_u64(pinned.len() as u64)?;
+        w.put_u64(self.rejected)?;
+        w.put_u64(self.softmax_ref.to_bits())?;
         // Columnar on disk: each field is written as one contiguous little-endian array.
         let records = self.log.records();
         let column = |f: fn(&LogRecord) -> u64| -> Vec<u64> { records.iter().map(f).collect() };
@@ -251,7 +256,7 @@ impl Archive {
     }
 
     fn read_from<R: Read>(inner: R, file_len: u64) -> Result<Archive> {
-        if file_len < (PREFIX_LEN + HEADER_LEN + TRAILER_LEN) as u64 {
+        if file_len < (PREFIX_LEN + HEADER_LEN_V1 + TRAILER_LEN) as u64 {
             return corrupt(format!("{file_len} bytes is too short for a snapshot"));
         }
         let mut r = CrcReader {
@@ -266,6 +271,7 @@ impl Archive {
         let version = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes"));
         let header_len = match version {
             1 => HEADER_LEN_V1,
+            2 => HEADER_LEN_V2,
             VERSION => HEADER_LEN,
             _ => return corrupt(format!("unsupported snapshot version {version}")),
         };
@@ -277,8 +283,9 @@ impl Archive {
         let [capacity, dim, modes, temperature, coef, seed, max_payload] =
             std::array::from_fn(|i| u64_at(&h, i));
         let rng_state: [u64; 4] = std::array::from_fn(|i| u64_at(&h, 7 + i));
-        let [next_id, n, payload_bytes, evicted, removed, sampled, base, pinned_count] =
+        let [next_id, n, payload_bytes, evicted, removed, sampled, base, pinned_count, rejected, softmax_ref] =
             std::array::from_fn(|i| u64_at(&h, 11 + i));
+        let softmax_ref = f64::from_bits(softmax_ref);
         if base > next_id || pinned_count > base {
             return corrupt("lineage floor beyond the next id");
         }
@@ -298,11 +305,21 @@ impl Archive {
             1 => Metric::L2,
             _ => return corrupt("unknown metric"),
         };
-        let prioritization = match modes >> 8 {
-            0 => Prioritization::Rank,
-            1 => Prioritization::Proportional,
+        // Versions before 3 knew neither softmax nor admission rules.
+        let prioritization = match (modes >> 8 & 0xff, version) {
+            (0, _) => Prioritization::Rank,
+            (1, _) => Prioritization::Proportional,
+            (2, 3..) => Prioritization::Softmax,
             _ => return corrupt("unknown prioritization"),
         };
+        let admission = match modes >> 16 {
+            0 => Admission::Always,
+            1 if version >= 3 => Admission::NotBelowMin,
+            _ => return corrupt("unknown admission rule"),
+        };
+        if !softmax_ref.is_finite() {
+            return corrupt("invalid softmax reference");
+        }
         let cfg = Config {
             capacity: capacity as usize,
             embedding_dim: (dim > 0).then_some(dim as usize),
@@ -310,6 +327,7 @@ impl Archive {
             prioritization,
             temperature: f64::from_bits(temperature),
             staleness_coef: f64::from_bits(coef),
+            admission,
             seed,
             max_payload_bytes: max_payload as usize,
         };
@@ -469,9 +487,17 @@ impl Archive {
         archive.embeddings = embeddings;
         archive.sq_norms = sq_norms;
         archive.evicted = evicted;
+        archive.rejected = rejected;
+        archive.softmax_ref = softmax_ref;
         archive.removed = removed;
         archive.sampled = sampled;
         archive.rebuild_indexes();
+        if prioritization == Prioritization::Softmax && n > 0 {
+            let x = (archive.top_score() - softmax_ref) / archive.cfg.temperature;
+            if !(-SOFTMAX_SLACK..=SOFTMAX_SLACK).contains(&x) {
+                return corrupt("softmax reference far from the highest score");
+            }
+        }
         Ok(archive)
     }
 }

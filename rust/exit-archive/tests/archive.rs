@@ -1,4 +1,4 @@
-use exit_archive::{Archive, Config, Error, Metric, Prioritization};
+use exit_archive::{Admission, Archive, Config, Error, Metric, Prioritization};
 use proptest::prelude::*;
 
 fn archive(capacity: usize) -> Archive {
@@ -133,6 +133,72 @@ fn probabilities_follow_the_formulas() {
     }
 }
 
+#[test]
+fn softmax_probabilities_are_the_shifted_closed_form() {
+    let mut cfg = Config::new(10);
+    cfg.prioritization = Prioritization::Softmax;
+    cfg.temperature = 0.5;
+    cfg.staleness_coef = 0.25;
+    let mut a = Archive::new(cfg).unwrap();
+    // exp(1000 / 0.5) overflows: only the shift by the maximum keeps this finite.
+    add_scores(&mut a, &[1000.0, 999.0, 1000.0], 2);
+    add_scores(&mut a, &[998.5], 5);
+    let p = a.probabilities(6).unwrap();
+    let h = [1.0, (-2.0f64).exp(), 1.0, (-3.0f64).exp()];
+    let hs: f64 = h.iter().sum();
+    let stale = [4.0, 4.0, 4.0, 1.0];
+    for (i, (id, pi)) in p.iter().enumerate() {
+        assert_eq!(*id, i as u64);
+        let expected = 0.75 * h[i] / hs + 0.25 * stale[i] / 13.0;
+        assert!(
+            (pi / expected - 1.0).abs() < 1e-12,
+            "{i}: {pi} vs {expected}"
+        );
+    }
+    // The maximum leaves and falls by far more than the slack: still the closed form.
+    a.remove(&[0, 2]).unwrap();
+    a.update_scores(&[1], &[-1e6]).unwrap();
+    let p = a.probabilities(6).unwrap();
+    // id 1's softmax weight is exp(-2e6) = 0; staleness 4 and 1 over 5.
+    let expected = [0.25 * 4.0 / 5.0, 0.75 + 0.25 * 1.0 / 5.0];
+    for (k, (_, pi)) in p.iter().enumerate() {
+        assert!(
+            (pi / expected[k] - 1.0).abs() < 1e-12,
+            "{pi} vs {}",
+            expected[k]
+        );
+    }
+    a.check_invariants();
+}
+
+#[test]
+fn not_below_min_rejects_but_keeps_ids_and_lineage() {
+    let mut cfg = Config::new(2);
+    cfg.admission = Admission::NotBelowMin;
+    let mut a = Archive::new(cfg).unwrap();
+    add_scores(&mut a, &[0.5, 0.3], 0);
+    let ids = a
+        .add(
+            &[b"x".as_slice(), b"y"],
+            &[0.2, 0.3],
+            Some(&[0, 2]),
+            None,
+            1,
+        )
+        .unwrap();
+    assert_eq!(ids, vec![2, 3]);
+    assert_eq!(a.ids(), vec![0, 3]); // 2 rejected (0.2 < 0.3); 3 ties 0.3 and evicts 1
+    assert!(!a.contains(2));
+    assert_eq!(a.get(&[2]), Err(Error::UnknownId(2)));
+    assert_eq!(a.lineage(&[3]).unwrap()[0].depth, 2);
+    let s = a.stats();
+    assert_eq!((s.rejected, s.evicted), (1, 1));
+    a.check_invariants();
+    let b = Archive::from_bytes(&a.to_bytes()).unwrap();
+    assert_eq!(b.stats().rejected, 1);
+    assert_eq!(b.config().admission, Admission::NotBelowMin);
+}
+
 fn chi_square(counts: &[u64], probs: &[f64]) -> f64 {
     let total: u64 = counts.iter().sum();
     counts
@@ -147,7 +213,11 @@ fn chi_square(counts: &[u64], probs: &[f64]) -> f64 {
 
 #[test]
 fn sampling_matches_probabilities() {
-    for prio in [Prioritization::Rank, Prioritization::Proportional] {
+    for prio in [
+        Prioritization::Rank,
+        Prioritization::Proportional,
+        Prioritization::Softmax,
+    ] {
         let mut cfg = Config::new(64);
         cfg.prioritization = prio;
         cfg.staleness_coef = 0.3;
@@ -179,7 +249,11 @@ fn sampling_matches_probabilities() {
 
 #[test]
 fn snapshot_round_trip_continues_identically() {
-    for prio in [Prioritization::Rank, Prioritization::Proportional] {
+    for prio in [
+        Prioritization::Rank,
+        Prioritization::Proportional,
+        Prioritization::Softmax,
+    ] {
         round_trip(prio);
     }
 }
@@ -324,16 +398,32 @@ proptest! {
     #[test]
     fn behaves_like_the_model(
         capacity in prop_oneof![1usize..12, 256usize..300],
+        prio in prop::sample::select(vec![
+            Prioritization::Rank, Prioritization::Proportional, Prioritization::Softmax,
+        ]),
+        admission in prop::sample::select(vec![Admission::Always, Admission::NotBelowMin]),
         ops in prop::collection::vec(op(), 1..60),
     ) {
-        let mut a = archive(capacity);
+        let mut cfg = Config::new(capacity);
+        cfg.prioritization = prio;
+        cfg.admission = admission;
+        cfg.staleness_coef = 0.25;
+        cfg.temperature = 0.5;
+        let mut a = Archive::new(cfg).unwrap();
+        // Softmax takes any score; gaps of hundreds of temperatures need the shifted weights.
+        let score_of = |x: u8| match (prio, x) {
+            (Prioritization::Softmax, 7) => 900.0,
+            (Prioritization::Softmax, 6) => -700.0,
+            _ => x as f64 / 4.0,
+        };
         let mut model: Vec<(u64, f64)> = Vec::new(); // resident (id, score)
+        let mut rejected = 0u64;
         let mut next = 0u64;
         let mut step = 0u64;
         for op in ops {
             match op {
                 Op::Add(items) => {
-                    let scores: Vec<f64> = items.iter().map(|x| x.0 as f64 / 4.0).collect();
+                    let scores: Vec<f64> = items.iter().map(|x| score_of(x.0)).collect();
                     let parents: Vec<i64> = items
                         .iter()
                         .enumerate()
@@ -358,6 +448,10 @@ proptest! {
                                 .min_by(|x, y| x.1 .1.total_cmp(&y.1 .1).then(x.1 .0.cmp(&y.1 .0)))
                                 .unwrap()
                                 .0;
+                            if admission == Admission::NotBelowMin && s < model[victim].1 {
+                                rejected += 1;
+                                continue;
+                            }
                             model.remove(victim);
                         }
                         model.push((id, s));
@@ -370,7 +464,7 @@ proptest! {
                     let mut scores = Vec::new();
                     for k in 0..count {
                         let j = (i as usize * 7 + k * 13) % model.len();
-                        let score = ((s as usize + k) % 8) as f64 / 4.0;
+                        let score = score_of(((s as usize + k) % 8) as u8);
                         model[j].1 = score;
                         ids.push(model[j].0);
                         scores.push(score);
@@ -410,6 +504,7 @@ proptest! {
                 _ => {}
             }
             a.check_invariants();
+            prop_assert_eq!(a.stats().rejected, rejected);
             prop_assert!(a.len() <= capacity);
             let mut ids: Vec<u64> = model.iter().map(|m| m.0).collect();
             ids.sort_unstable();
