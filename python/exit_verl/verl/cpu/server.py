@@ -86,7 +86,6 @@ class TransformersServer:
         self._arrived: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self._serving: asyncio.Task | None = None
-        self._received: set[str] = set()
         self.stats = {"requests": 0, "batches": 0, "generated_tokens": 0, "weight_updates": 0}
 
     # ---- life cycle -------------------------------------------------------------------------
@@ -128,6 +127,8 @@ class TransformersServer:
             self._arrived = asyncio.Event()
             self._lock = asyncio.Lock()
             self._serving = loop.create_task(self._serve())
+            if self._queue:
+                self._arrived.set()
 
     async def wake_up(self, tags: list[str] | None = None) -> None:
         return None  # weights and caches stay in (CPU) memory
@@ -319,7 +320,6 @@ class TransformersServer:
         with torch.no_grad():
             for key, tensor in keyed:
                 params[key].copy_(tensor.to(params[key].dtype).view_as(params[key]))
-                self._received.add(key)
 
     def _load_adapter(self, named_tensors: list[tuple[str, torch.Tensor]], peft_config: dict):
         from dataclasses import fields
