@@ -37,7 +37,7 @@ def cpu_overrides(
         workers: trainer processes (data-parallel ranks); each serves its own rollout replica.
         micro_batch_size: rows per forward/backward in the update and the log-prob passes.
         logical_cpus: CPUs Ray may schedule against. Only a count: verl reserves three per
-            worker bundle, more than a 2-core machine reports, and nothing here pins cores.
+            worker bundle (more than a 2-core machine reports); nothing pins cores.
         max_num_seqs: most requests the rollout server generates in one batch.
     """
     if workers < 1 or micro_batch_size < 1 or max_num_seqs < 1:
