@@ -39,6 +39,7 @@ test-rust:
 
 test-python:
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m slow
 
 test: install-test lint test-rust test-python
 
