@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    from exit_verl.demo.train import JobFailed
+    from exit_verl.demo.job import JobFailed
 
     try:
         args.func(args)

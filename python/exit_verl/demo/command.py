@@ -9,6 +9,7 @@ base model), so evaluation during and after training is one code path.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,14 +22,19 @@ REWARD_FILE = Path(__file__).with_name("reward_fn.py")
 
 
 def model_path(model: str) -> Path:
-    """The HF folder verl loads: built once into the model cache for the named models."""
-    from exit_verl.models import smollm2_path, tiny_llama_path
+    """The HF folder verl loads: built once into the model cache for the named models.
 
-    if model == "smollm2":
-        return smollm2_path()
-    if model == "tiny":
-        return tiny_llama_path()
-    return Path(model).expanduser().resolve()
+    The build (GGUF dequantization for SmolLM2) runs in a child process: done in this one it
+    would keep ~1.6 GB of torch and transformers resident for the whole verl job.
+    """
+    builders = {"smollm2": "smollm2_path", "tiny": "tiny_llama_path"}
+    if model not in builders:
+        return Path(model).expanduser().resolve()
+    code = f"from exit_verl.models import {builders[model]} as p; print(p())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the {model} model folder failed:\n{done.stderr[-3000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def reward_file(cfg: DemoConfig) -> Path:

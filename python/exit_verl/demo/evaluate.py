@@ -18,11 +18,9 @@ from typing import Any
 from exit_verl.demo import metrics as run_metrics
 from exit_verl.demo.command import eval_command, model_path
 from exit_verl.demo.config import DemoConfig, load_config
-from exit_verl.demo.job import append_report, log_tail, run_job
+from exit_verl.demo.job import JobFailed, run_logged
 from exit_verl.demo.train import (
-    JOB_TIMEOUT,
     TRACKER,
-    JobFailed,
     _same_settings,
     checkpoint_step,
     eval_settings,
@@ -88,22 +86,10 @@ def _validate(
     command = eval_command(cfg, run_dir, model_path(cfg.model), logs / "hydra" / name, checkpoint)
     records: list[dict[str, Any]] = []
     log(f"{name}: verl val_only job, output in {logs / f'eval-{name}.log'}")
-    report = run_job(
-        f"eval-{name}",
-        command,
-        log_path=logs / f"eval-{name}.log",
-        tracker_path=logs / f"eval-{name}.tracker.jsonl",
-        cwd=run_dir,
-        on_record=records.append,
-        timeout=JOB_TIMEOUT,
+    report = run_logged(
+        run_dir, f"eval-{name}", command, kind=f"eval-{name}", on_record=records.append
     )
-    append_report(run_dir / "jobs.jsonl", report, kind=f"eval-{name}")
     log(report.summary())
-    if report.returncode != 0:
-        raise JobFailed(
-            f"verl exited with code {report.returncode}; see {report.log}\n"
-            + log_tail(Path(report.log))
-        )
     merged: dict[str, Any] = {}
     for record in records:
         merged.update(record["data"])

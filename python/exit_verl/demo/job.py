@@ -19,25 +19,29 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from exit_verl.verl.cpu.measure import Measured
+
 Record = dict[str, Any]  # {"step": int, "data": {metric: value}}
 
 
+JOB_TIMEOUT = 6 * 3600
+
+
+class JobFailed(RuntimeError):
+    """A verl job ended with a non-zero return code (its log names the cause)."""
+
+
 @dataclass
-class JobReport:
-    name: str
-    returncode: int
-    wall_seconds: float
-    peak_rss_bytes: int
-    peak_pss_bytes: int
-    peak_processes: int
-    timed_out: bool
-    peak_rss_by_kind: dict[str, int]
-    log: str
-    started: str
-    load_before: tuple[float, float, float]
-    load_after: tuple[float, float, float]
+class JobReport(Measured):
+    """`run_measured`'s figures of one job (its process tree) and where and when it ran."""
+
+    name: str = ""
+    log: str = ""
+    started: str = ""
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # The calling process (progress bar, files), which the measured tree does not include.
-    parent_peak_rss_bytes: int
+    parent_peak_rss_bytes: int = 0
 
     @property
     def total_peak_rss_bytes(self) -> int:
@@ -137,22 +141,48 @@ def run_job(
         on_record(record)
     if "error" in box:
         raise box["error"]
-    m = box["measured"]
     return JobReport(
+        **asdict(box["measured"]),
         name=name,
-        returncode=m.returncode,
-        wall_seconds=m.wall_seconds,
-        peak_rss_bytes=m.peak_rss_bytes,
-        peak_pss_bytes=m.peak_pss_bytes,
-        peak_processes=m.peak_processes,
-        timed_out=m.timed_out,
-        peak_rss_by_kind=m.peak_rss_by_kind,
         log=str(log_path),
         started=started,
         load_before=load_before,
         load_after=os.getloadavg(),
         parent_peak_rss_bytes=_own_peak_rss(),
     )
+
+
+def run_logged(
+    run_dir: Path,
+    name: str,
+    command: Sequence[str],
+    *,
+    kind: str,
+    on_record: Callable[[Record], None],
+    on_tick: Callable[[], None] | None = None,
+    **extra: Any,
+) -> JobReport:
+    """`run_job` with the run folder's layout: output in `logs/<name>.log`, verl's tracker in
+    `logs/<name>.tracker.jsonl`, one line in `jobs.jsonl`; JobFailed if verl failed."""
+    logs = run_dir / "logs"
+    report = run_job(
+        name,
+        command,
+        log_path=logs / f"{name}.log",
+        tracker_path=logs / f"{name}.tracker.jsonl",
+        cwd=run_dir,
+        on_record=on_record,
+        on_tick=on_tick,
+        timeout=JOB_TIMEOUT,
+    )
+    failed = report.returncode != 0
+    append_report(run_dir / "jobs.jsonl", report, kind=kind, failed=failed, **extra)
+    if failed:
+        raise JobFailed(
+            f"verl exited with code {report.returncode}; see {report.log}\n"
+            + log_tail(Path(report.log))
+        )
+    return report
 
 
 def append_report(path: Path, report: JobReport, **extra: Any) -> None:

@@ -28,15 +28,10 @@ from exit_verl.demo import metrics as run_metrics
 from exit_verl.demo.command import model_path, train_command
 from exit_verl.demo.config import DemoConfig
 from exit_verl.demo.data import task_files
-from exit_verl.demo.job import JobReport, append_report, log_tail, run_job
+from exit_verl.demo.job import JobReport, run_logged
 from exit_verl.demo.progress import StepProgress
 
 TRACKER = "latest_checkpointed_iteration.txt"
-JOB_TIMEOUT = 6 * 3600
-
-
-class JobFailed(RuntimeError):
-    """A verl job ended with a non-zero return code (its log names the cause)."""
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -89,16 +84,14 @@ def run_demo(
         )
         what = f"resuming at step {start + 1}" if latest else "training"
         log(f"{what}: verl main_ppo (exit mode, CPU), output in {logs / f'train-{number}.log'}")
-        report = _train_job(cfg, out, command, number, start, progress)
-        append_report(out / "jobs.jsonl", report, kind="train", steps=[start + 1, cfg.steps])
+        report = _train_job(cfg, out, command, f"train-{number}", start, progress)
         log(report.summary())
     return write_eval_and_plots(out, cfg)
 
 
 def _train_job(
-    cfg: DemoConfig, out: Path, command: list[str], number: int, start: int, progress: bool
+    cfg: DemoConfig, out: Path, command: list[str], name: str, start: int, progress: bool
 ) -> JobReport:
-    logs = out / "logs"
     metrics = run_metrics.MetricsLog(out / "metrics.jsonl")
     metrics.begin_job()
     bar = StepProgress(cfg.steps, start, f"ExIt ({cfg.preset})", enabled=progress)
@@ -108,25 +101,17 @@ def _train_job(
         bar.on_record(record)
 
     try:
-        report = run_job(
-            f"train-{number}",
+        return run_logged(
+            out,
+            name,
             command,
-            log_path=logs / f"train-{number}.log",
-            tracker_path=logs / f"train-{number}.tracker.jsonl",
-            cwd=out,
+            kind="train",
+            steps=[start + 1, cfg.steps],
             on_record=on_record,
             on_tick=bar.tick,
-            timeout=JOB_TIMEOUT,
         )
     finally:
         bar.close()
-    if report.returncode != 0:
-        append_report(out / "jobs.jsonl", report, kind="train", failed=True)
-        raise JobFailed(
-            f"verl exited with code {report.returncode}; see {report.log}\n"
-            + log_tail(Path(report.log))
-        )
-    return report
 
 
 def write_eval_and_plots(out: Path, cfg: DemoConfig) -> dict[str, Any]:
