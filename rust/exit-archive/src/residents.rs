@@ -31,6 +31,27 @@ pub(crate) fn sq_norm(row: &[f32]) -> f32 {
     row.iter().map(|x| x * x).sum()
 }
 
+/// Appends `sq_norm` of every `dim`-wide row, bit for bit, several times faster: eight rows
+/// at a time, each still summed in order, so the eight dependency chains overlap.
+pub(crate) fn extend_sq_norms(rows: &[f32], dim: usize, out: &mut Vec<f32>) {
+    const LANES: usize = 8;
+    if dim == 0 {
+        return;
+    }
+    let mut blocks = rows.chunks_exact(LANES * dim);
+    for block in blocks.by_ref() {
+        let mut acc = [0f32; LANES];
+        for k in 0..dim {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let x = block[j * dim + k];
+                *a += x * x;
+            }
+        }
+        out.extend_from_slice(&acc);
+    }
+    out.extend(blocks.remainder().chunks_exact(dim).map(sq_norm));
+}
+
 impl Residents {
     pub(crate) fn new(dim: usize) -> Self {
         Residents {
@@ -238,5 +259,36 @@ mod tests {
         assert_eq!(r.sq_norms(), &[4.0]);
         r.compact();
         assert_eq!((r.payload(0), r.live_bytes()), (b"world!".as_slice(), 6));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn extend_sq_norms_matches_sq_norm_bit_for_bit(
+            dim in 1usize..40,
+            rows in 0usize..30,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let specials = [f32::NAN, f32::INFINITY, 0.0, -0.0, 1e-40, 3e30, -2e19];
+            let mut state = seed | 1;
+            let values: Vec<f32> = (0..rows * dim)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    match state % 32 {
+                        k if (k as usize) < specials.len() => specials[k as usize],
+                        _ => (state >> 32) as i32 as f32 * 1e-9,
+                    }
+                })
+                .collect();
+            let mut fast = Vec::new();
+            extend_sq_norms(&values, dim, &mut fast);
+            let slow: Vec<f32> = values.chunks_exact(dim).map(sq_norm).collect();
+            proptest::prop_assert_eq!(fast.len(), slow.len());
+            for (f, s) in fast.iter().zip(&slow) {
+                // NaN payloads may differ; every other result is the same float.
+                proptest::prop_assert!(f.to_bits() == s.to_bits() || (f.is_nan() && s.is_nan()));
+            }
+        }
     }
 }
