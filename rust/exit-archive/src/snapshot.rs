@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::lineage::{LineageLog, LogRecord, NOT_PLACED, NO_PARENT};
 use crate::novelty::Metric;
 use crate::priorities::{Priorities, SOFTMAX_SLACK};
-use crate::residents::{extend_sq_norms, Record, Residents};
+use crate::residents::{sq_norm, Record, Residents};
 use crate::rng::Rng;
 
 const MAGIC: &[u8; 8] = b"EXITARC\0";
@@ -325,7 +325,8 @@ impl Verifier {
             Chunk::Rows(rows) => {
                 self.crc.update(bytemuck::cast_slice(rows));
                 let start = self.sq_norms.len();
-                extend_sq_norms(rows, self.dim, &mut self.sq_norms);
+                let norms = rows.chunks_exact(self.dim).map(sq_norm);
+                self.sq_norms.extend(norms);
                 for (row, &n) in rows.chunks_exact(self.dim).zip(&self.sq_norms[start..]) {
                     // A finite sum of squares means finite values; an infinite one may
                     // still come from finite values (overflow), so look at those rows.
