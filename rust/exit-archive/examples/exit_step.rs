@@ -1,5 +1,7 @@
 //! Runs the ExIt step workload (sample 512, update 512, insert 4096 with eviction) on a full
-//! archive and prints the median step time: `cargo run --release --example exit_step -- 1000000`.
+//! archive and prints the median step time:
+//! `cargo run --release --example exit_step -- N STEPS REPS MODE ADMISSION`, e.g.
+//! `-- 1000000 100 1 softmax not_below_min` (defaults: 1e6, 30, 1, rank, always).
 
 use std::time::Instant;
 
@@ -15,7 +17,7 @@ fn cpu_seconds() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-use exit_archive::{Archive, Config};
+use exit_archive::{Admission, Archive, Config, Prioritization};
 
 fn lcg(state: &mut u64) -> f64 {
     *state = state
@@ -45,6 +47,9 @@ fn run() {
         .unwrap_or(30);
     let mut cfg = Config::new(n);
     cfg.staleness_coef = 0.1;
+    let arg = |i: usize, default: &str| std::env::args().nth(i).unwrap_or(default.into());
+    cfg.prioritization = Prioritization::parse(&arg(4, "rank")).unwrap();
+    cfg.admission = Admission::parse(&arg(5, "always")).unwrap();
     let mut a = Archive::new(cfg).unwrap();
     let mut s = 1u64;
     let payload = [1u8; 16];

@@ -12,6 +12,8 @@
 
 use rayon::prelude::*;
 
+use crate::residents::sq_norm;
+
 /// Distance between embeddings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
@@ -195,10 +197,7 @@ pub(crate) fn map_blocks<T: Send>(blocks: &[&[f32]], f: impl Fn(&[f32]) -> T + S
 }
 
 pub(crate) fn sq_norms(vectors: &[f32], dim: usize) -> Vec<f32> {
-    vectors
-        .chunks_exact(dim)
-        .map(|r| r.iter().map(|x| x * x).sum())
-        .collect()
+    vectors.chunks_exact(dim).map(sq_norm).collect()
 }
 
 /// Exact `min(k, n)` nearest rows of every query (rows and queries row-major, `dim` wide).

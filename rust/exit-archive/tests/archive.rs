@@ -325,6 +325,81 @@ fn damaged_snapshots_are_rejected() {
     assert!(matches!(Archive::from_bytes(&huge), Err(Error::Corrupt(_))));
 }
 
+/// A snapshot over 8 MB (loaded with checksumming on a second thread where there are two
+/// cores): round trip, and the embedding checks done while reading.
+#[test]
+fn large_snapshots_round_trip_and_reject_bad_embeddings() {
+    let (n, dim) = (20_000, 96);
+    for metric in [Metric::Cosine, Metric::L2] {
+        let mut cfg = Config::new(n);
+        cfg.embedding_dim = Some(dim);
+        cfg.metric = metric;
+        let mut a = Archive::new(cfg).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; 100 + i % 50]).collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        let scores: Vec<f64> = (0..n).map(|i| (i % 997) as f64 / 997.0).collect();
+        let mut emb: Vec<f32> = (0..n * dim)
+            .map(|i| ((i * 7919) % 1009) as f32 / 1009.0 - 0.5)
+            .collect();
+        // Finite values whose squares overflow are valid input, so they must load.
+        emb[5 * dim..6 * dim].fill(3e30);
+        a.add(&refs, &scores, None, Some(&emb), 0).unwrap();
+        let good = a.to_bytes();
+        assert!(good.len() > 8 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.snap");
+        a.save(&path).unwrap();
+        let queries: Vec<f32> = emb[..4 * dim].iter().map(|x| x * 0.5 + 0.01).collect();
+        for b in [
+            Archive::load(&path).unwrap(),
+            Archive::from_bytes(&good).unwrap(),
+        ] {
+            b.check_invariants();
+            assert_eq!(b.to_bytes(), good);
+            // The squared norms are recomputed on load: the same bits as at insertion.
+            let (x, y) = (a.knn(&queries, 5).unwrap(), b.knn(&queries, 5).unwrap());
+            assert_eq!((x.dist, x.slot), (y.dist, y.slot));
+        }
+        let emb_start = good.len() - 12 - n * dim * 4;
+        let resealed = |mut bytes: Vec<u8>| {
+            let body = bytes.len() - 12;
+            let crc = crc32fast::hash(&bytes[..body]);
+            bytes[body..body + 4].copy_from_slice(&crc.to_le_bytes());
+            bytes
+        };
+        let corrupt_message = |bytes: &[u8]| match Archive::from_bytes(bytes) {
+            Err(Error::Corrupt(m)) => m,
+            other => panic!("expected Corrupt, got {:?}", other.map(|a| a.len())),
+        };
+        let mut flipped = good.clone();
+        flipped[emb_start + 1_000_003] ^= 4;
+        assert_eq!(corrupt_message(&flipped), "checksum mismatch");
+        let cut = &good[..good.len() - 5000];
+        assert_eq!(
+            corrupt_message(cut),
+            "declared sizes do not match the file length"
+        );
+        let bad_row = |row: usize, value: f32| {
+            let mut bad = good.clone();
+            let at = emb_start + (row * dim + 7) * 4;
+            bad[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            resealed(bad)
+        };
+        let embedding_error = "non-finite embedding, or zero under the cosine metric";
+        for value in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            assert_eq!(corrupt_message(&bad_row(n - 1, value)), embedding_error);
+            assert_eq!(corrupt_message(&bad_row(5, value)), embedding_error);
+        }
+        let mut zero_row = good.clone();
+        zero_row[emb_start + 3 * dim * 4..emb_start + 4 * dim * 4].fill(0);
+        let zero_row = resealed(zero_row);
+        match metric {
+            Metric::Cosine => assert_eq!(corrupt_message(&zero_row), embedding_error),
+            Metric::L2 => assert!(Archive::from_bytes(&zero_row).is_ok()),
+        }
+    }
+}
+
 #[test]
 fn novelty_matches_brute_force() {
     for metric in [Metric::Cosine, Metric::L2] {
