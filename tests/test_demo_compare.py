@@ -111,6 +111,7 @@ def test_compare_runs_each_arm_and_seed_once_through_the_demo(tmp_path, monkeypa
     assert (tmp_path / "plots" / "compare.png").read_bytes()[:4] == b"\x89PNG"
     table = (tmp_path / "compare.md").read_text()
     assert "| exit | 3 | 0.310 ± 0.025 |" in table  # 4.3027 * 0.01 / sqrt(3) = 0.0248
+    assert "± +" not in table and "± -" not in table  # half-widths carry no sign
     assert "| base | 1 | 0.050 |" in table
     assert table.strip() in capsys.readouterr().out
 

@@ -31,7 +31,9 @@ def print_eval(result: dict[str, Any]) -> None:
 
 def _cell(stat: dict[str, Any], n: int, fmt: str = "{:.3f}") -> str:
     mean, half = stat["mean"], stat["ci95"]
-    return fmt.format(mean) if n < 2 else f"{fmt.format(mean)} ± {fmt.format(half)}"
+    if n < 2:
+        return fmt.format(mean)
+    return f"{fmt.format(mean)} ± {fmt.replace('+', '').format(half)}"  # a half-width has no sign
 
 
 def compare_table(summary: dict[str, Any]) -> str:
