@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -68,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from exit_verl.models import smollm2_path, tiny_llama_path
-    from exit_verl.verl.cpu import cpu_overrides
+    from exit_verl.verl.cpu import cpu_overrides, job_env
     from exit_verl.verl.cpu.measure import run_measured
 
     out = args.out.resolve()
@@ -115,15 +114,8 @@ def main() -> None:
         "trainer.save_freq=-1",
         *args.overrides,
     ]
-    env = dict(os.environ)
-    env.update(
-        VERL_PLATFORM="cpu",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        VERL_FILE_LOGGER_PATH=str(out / "metrics.jsonl"),
-        BENCH_REWARD_LOG=str(out / "reward_times.jsonl"),
-    )
-    env.pop("RAY_ADDRESS", None)
+    env = job_env(out / "metrics.jsonl")
+    env["BENCH_REWARD_LOG"] = str(out / "reward_times.jsonl")
     measured = run_measured(
         command, env=env, cwd=out, log_path=out / "log.txt", timeout=args.timeout
     )

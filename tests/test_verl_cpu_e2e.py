@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import verl_cpu_task as task  # noqa: E402
 
 from exit_verl.models import tiny_llama_path  # noqa: E402
+from exit_verl.verl.cpu import job_env  # noqa: E402
 from exit_verl.verl.cpu.measure import run_measured  # noqa: E402
 
 TIMEOUT = 1200
@@ -42,26 +43,17 @@ SMALL = [
 SYNC_TOL = 1e-4
 
 
-def _env(run_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        VERL_PLATFORM="cpu",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        VERL_FILE_LOGGER_PATH=str(run_dir / "metrics.jsonl"),
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("RAY_ADDRESS", None)
-    return env
-
-
 def _run(run_dir: Path, *, steps: int, model: Path, data: Path, extra: list[str]) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     command = task.main_ppo_command(
         python=sys.executable, model=model, data=data, run_dir=run_dir, steps=steps, extra=extra
     )
     measured = run_measured(
-        command, env=_env(run_dir), cwd=run_dir, log_path=run_dir / "log.txt", timeout=TIMEOUT
+        command,
+        env=job_env(run_dir / "metrics.jsonl"),
+        cwd=run_dir,
+        log_path=run_dir / "log.txt",
+        timeout=TIMEOUT,
     )
     print(f"\n[{run_dir.name}] {measured.summary()}")
     (run_dir / "measured.json").write_text(json.dumps(measured.__dict__))

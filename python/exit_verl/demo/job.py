@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from exit_verl.verl.cpu import job_env
 from exit_verl.verl.cpu.measure import Measured
 
 Record = dict[str, Any]  # {"step": int, "data": {metric: value}}
@@ -55,19 +56,6 @@ class JobReport(Measured):
             f"(PSS {self.peak_pss_bytes / gib:.2f} GiB, {self.peak_processes} processes) "
             f"load {self.load_before[0]:.1f}->{self.load_after[0]:.1f}"
         )
-
-
-def job_env(tracker: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        VERL_PLATFORM="cpu",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        VERL_FILE_LOGGER_PATH=str(tracker),
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("RAY_ADDRESS", None)  # always a private cluster
-    return env
 
 
 class TrackerFollower:

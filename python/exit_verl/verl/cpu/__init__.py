@@ -15,7 +15,25 @@ This module imports nothing heavy (no verl, no torch).
 
 from __future__ import annotations
 
+import os
+
 PLATFORM_ENV = {"VERL_PLATFORM": "cpu"}
+
+
+def job_env(tracker: str | os.PathLike[str]) -> dict[str, str]:
+    """This process's environment for one verl job on the CPU path: the platform switch,
+    offline model loading, verl's file tracker at `tracker`, unbuffered output, and always a
+    private Ray cluster (no RAY_ADDRESS)."""
+    env = dict(os.environ)
+    env.update(
+        PLATFORM_ENV,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        VERL_FILE_LOGGER_PATH=str(tracker),
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("RAY_ADDRESS", None)
+    return env
 
 
 def _router_config() -> str:
