@@ -52,8 +52,6 @@ def _compare(args: argparse.Namespace) -> None:
     from exit_verl.demo.compare import compare, parse_arms
 
     arms = parse_arms(args.arms)
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     cfg = _settings(args)
     compare(cfg, arms, args.seeds, Path(args.out), progress=not args.no_progress)
 

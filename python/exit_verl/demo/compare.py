@@ -98,7 +98,8 @@ def _check_same_settings(run_dir: Path, cfg: DemoConfig) -> None:
     old = OmegaConf.to_container(OmegaConf.load(saved))
     new = OmegaConf.to_container(OmegaConf.structured(cfg))
     assert isinstance(old, dict) and isinstance(new, dict)
-    old.pop("eval", None), new.pop("eval", None)  # before_train differs between runs
+    old.pop("eval", None)  # eval.before_train differs between the runs of a comparison
+    new.pop("eval", None)
     if old != new:
         raise ValueError(f"{run_dir} holds a run with other settings: use a new --out")
 

@@ -21,10 +21,10 @@ from exit_verl.demo.config import DemoConfig, load_config
 from exit_verl.demo.job import JobFailed, run_logged
 from exit_verl.demo.train import (
     TRACKER,
-    _same_settings,
     checkpoint_step,
     eval_settings,
     latest_checkpoint,
+    same_eval_settings,
 )
 
 
@@ -62,7 +62,7 @@ def evaluate_run(
     step = checkpoint_step(checkpoint)
     log(f"evaluating step {step} of {run_dir.name}: K={cfg.eval.iterations}, n={cfg.eval.samples}")
     result["trained"] = {"step": step, **_validate(cfg, run_dir, checkpoint, "trained", log)}
-    if previous.get("base") and _same_settings(previous, wanted):
+    if previous.get("base") and same_eval_settings(previous, wanted):
         log("base model: reusing the result in eval.json (same settings)")
     else:
         result["base"] = base_result(cfg, run_dir, log=log)
