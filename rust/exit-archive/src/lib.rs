@@ -43,6 +43,7 @@
 mod archive;
 mod config;
 mod error;
+mod huge;
 mod ivf;
 mod lineage;
 pub mod novelty;

@@ -137,7 +137,7 @@ impl LineageLog {
     }
 
     pub(crate) fn reserve(&mut self, additional: usize) {
-        self.records.reserve(additional);
+        crate::huge::reserve(&mut self.records, additional);
     }
 
     /// Records of ids >= base, in id order.

@@ -125,6 +125,13 @@ impl Residents {
         step: u64,
     ) {
         let dim = self.dim;
+        let appended = slots
+            .iter()
+            .filter(|&&s| s as usize >= self.records.len())
+            .count();
+        crate::huge::reserve(&mut self.records, appended);
+        crate::huge::reserve(&mut self.embeddings, appended * dim);
+        crate::huge::reserve(&mut self.sq_norms, appended * usize::from(dim > 0));
         for (j, (&slot, (id, payload, row))) in slots.iter().zip(items).enumerate() {
             // Two stages: the record first, then (once it is cached) the payload it points to.
             if let Some(r) = slots.get(j + 8).and_then(|&s| self.records.get(s as usize)) {
@@ -148,6 +155,7 @@ impl Residents {
             } else {
                 r.offset = self.bytes.len() as u64;
                 r.cap = len;
+                crate::huge::reserve(&mut self.bytes, payload.len());
                 self.bytes.extend_from_slice(payload);
             }
             r.len = len;
@@ -202,7 +210,8 @@ impl Residents {
 
     /// Rewrites the payload buffer in slot order with no gaps and no spare room per extent.
     pub(crate) fn compact(&mut self) {
-        let mut bytes = Vec::with_capacity(self.live as usize);
+        let mut bytes = Vec::new();
+        crate::huge::reserve(&mut bytes, self.live as usize);
         for r in &mut self.records {
             let start = r.offset as usize;
             r.offset = bytes.len() as u64;

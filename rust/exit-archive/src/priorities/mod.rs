@@ -375,6 +375,8 @@ impl Priorities {
             self.order.insert_sorted(&new);
         }
         // Per-slot values; trees follow unless they are rebuilt below.
+        crate::huge::reserve(&mut self.scores, n1.saturating_sub(n0));
+        crate::huge::reserve(&mut self.last, n1.saturating_sub(n0));
         self.scores.resize(n1, 0.0);
         self.last.resize(n1, 0);
         for (i, (&(_, score), &slot)) in arrivals.iter().zip(&slots).enumerate() {

@@ -272,6 +272,7 @@ impl OrderIndex {
             self.leaves[i as usize] = Leaf::empty();
             i
         } else {
+            crate::huge::reserve(&mut self.leaves, 1);
             self.leaves.push(Leaf::empty());
             (self.leaves.len() - 1) as u32
         }
@@ -755,7 +756,7 @@ impl OrderIndex {
         }
         tree.leaves.clear();
         let chunks = entries.len().div_ceil(LEAF_FILL);
-        tree.leaves.reserve_exact(chunks);
+        crate::huge::reserve(&mut tree.leaves, chunks);
         let mut level: Vec<Split> = Vec::with_capacity(chunks);
         for (c, chunk) in entries.chunks(LEAF_FILL).enumerate() {
             let mut leaf = Leaf::empty();

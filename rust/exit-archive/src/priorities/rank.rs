@@ -32,7 +32,8 @@ impl RankTable {
         if n <= self.cdf.len() {
             return;
         }
-        self.cdf.reserve(n - self.cdf.len());
+        let more = n - self.cdf.len();
+        crate::huge::reserve(&mut self.cdf, more);
         let mut acc = self.cdf.last().copied().unwrap_or(0.0);
         for r in self.cdf.len()..n {
             acc += self.weight(r);

@@ -18,7 +18,7 @@ pub(crate) struct StalenessTree {
 impl StalenessTree {
     /// Builds for `room` slots from the last_steps of resident slots 0..n.
     pub(crate) fn build(room: usize, last: &[u64]) -> Self {
-        let mut sums = vec![vec![0u128; room.max(1).div_ceil(ARITY)]];
+        let mut sums = vec![crate::huge::zeroed::<u128>(room.max(1).div_ceil(ARITY))];
         let mut maxes = vec![vec![0u64; sums[0].len()]];
         for (s, &v) in last.iter().enumerate() {
             sums[0][s >> SHIFT] += v as u128;

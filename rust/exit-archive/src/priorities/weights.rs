@@ -22,7 +22,7 @@ fn sum8(c: &[f64]) -> f64 {
 impl WeightTree {
     /// A tree with room for `slots` weights, all zero.
     pub(crate) fn with_room(slots: usize) -> Self {
-        let mut levels = vec![vec![0.0; slots.max(1).next_multiple_of(ARITY)]];
+        let mut levels = vec![crate::huge::zeroed(slots.max(1).next_multiple_of(ARITY))];
         while levels.last().expect("a level").len() > 1 {
             let below = levels.last().expect("a level").len() / ARITY;
             let len = if below > 1 {
