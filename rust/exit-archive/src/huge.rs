@@ -26,6 +26,17 @@ pub(crate) fn reserve<T>(v: &mut Vec<T>, additional: usize) {
     *v = grown;
 }
 
+/// `v.reserve(additional)`, then advice for the room not yet written: for buffers that grow
+/// without bound (the lineage log), where copying at every doubling would cost more than the
+/// small pages it avoids (`realloc` remaps large buffers without copying).
+pub(crate) fn reserve_unbounded<T>(v: &mut Vec<T>, additional: usize) {
+    let before = v.capacity();
+    v.reserve(additional);
+    if v.capacity() != before {
+        advise(v);
+    }
+}
+
 /// `vec![T::default(); n]`, on huge pages when large.
 pub(crate) fn zeroed<T: Clone + Default>(n: usize) -> Vec<T> {
     let mut v = Vec::with_capacity(n);

@@ -137,7 +137,7 @@ impl LineageLog {
     }
 
     pub(crate) fn reserve(&mut self, additional: usize) {
-        crate::huge::reserve(&mut self.records, additional);
+        crate::huge::reserve_unbounded(&mut self.records, additional);
     }
 
     /// Records of ids >= base, in id order.
