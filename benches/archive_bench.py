@@ -149,12 +149,13 @@ def fill_archive(arc: Any, n: int, pool: list[bytes]) -> None:
         arc.add([pool[i % len(pool)] for i in range(m)], rng.uniform(0, 0.25, m), step=0)
 
 
-def exit_step(arc: Any, inp: StepInputs) -> None:
+def exit_step(arc: Any, inp: StepInputs) -> Any:
+    """One ExIt step; returns the ids of the children added."""
     t, new_scores, child_scores = inp.next()
     ids = arc.sample(SAMPLE, step=t)
     arc.update_scores(ids, new_scores)
     parents = np.repeat(ids.astype(np.int64), CHILDREN // SAMPLE)
-    arc.add(inp.payloads, child_scores, parents=parents, step=t)
+    return arc.add(inp.payloads, child_scores, parents=parents, step=t)
 
 
 def make_cpprb(n: int, inp: StepInputs) -> Any:
@@ -175,17 +176,26 @@ def cpprb_step(rb: Any, inp: StepInputs) -> None:
     rb.add(obs=inp.obs, priorities=child_scores)
 
 
-def step_ms(fn: Callable[[], Any], steps: int, budget_s: float, warmup: int = 3) -> float:
+def step_ms(
+    fn: Callable[[], Any],
+    steps: int,
+    budget_s: float,
+    warmup: int = 3,
+    after: Callable[[Any], None] | None = None,
+) -> float:
     """Median ms over `steps` timed steps after `warmup` untimed ones; a slow implementation
-    stops after `budget_s` seconds (at least 5 steps)."""
+    stops after `budget_s` seconds (at least 5 steps). `after` gets each timed step's result,
+    outside the timer."""
     for _ in range(warmup):
         fn()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < steps and (len(times) < 5 or time.perf_counter() - start < budget_s):
         t0 = time.perf_counter()
-        fn()
+        out = fn()
         times.append(1e3 * (time.perf_counter() - t0))
+        if after is not None:
+            after(out)
     return statistics.median(times)
 
 
@@ -223,7 +233,14 @@ def step_case(n: int, inp: StepInputs, steps: int) -> dict[str, float]:
             ours = timed_fill(
                 lambda adm=admission, o=opts: TaskArchive(n, admission=adm, **o), n, inp
             )
-            r[f"ours/{mode}/{admission}"] = step_ms(lambda a=ours: exit_step(a, inp), steps, 60.0)
+            kept: list[int] = []
+            r[f"ours/{mode}/{admission}"] = step_ms(
+                lambda a=ours: exit_step(a, inp),
+                steps,
+                60.0,
+                after=lambda ids, a=ours, kept=kept: kept.append(sum(int(i) in a for i in ids)),
+            )
+            r[f"survivors/{mode}/{admission}"] = statistics.median(kept)
             del ours
             gc.collect()
     return r
@@ -262,10 +279,25 @@ def bench_step(quick: bool) -> dict[str, Any]:
         header,
         rows,
     )
+    work_rows = []
+    for mode in MODES:
+        for admission in ADMISSIONS:
+            row = [f"{mode} / {admission}"]
+            for n in sizes:
+                r = results[str(n)]
+                kept = r[f"survivors/{mode}/{admission}"]
+                row += [f"{kept:.0f}", f"{1e3 * r[f'ours/{mode}/{admission}'] / kept:.2f}"]
+            work_rows.append(row)
+    table(
+        f"What a step inserts: median new entries still resident after their step (of "
+        f"{CHILDREN}; each displaces a resident), and ours in µs per such entry",
+        ["mode / admission", *[f"{h} {n:.0e}" for n in sizes for h in ("kept", "µs/kept")]],
+        work_rows,
+    )
     anchor_rows = [
         [k, *[f"{results[str(n)].get(k, float('nan')):.3f}" for n in sizes]]
         for k in sorted({k for n in sizes for k in results[str(n)]})
-        if not k.startswith("ours")
+        if not k.startswith(("ours", "survivors"))
     ]
     table("Step anchors (median ms/step)", ["anchor", *[f"{n:.0e}" for n in sizes]], anchor_rows)
     print("cpprb overwrites FIFO (no score eviction, rank, staleness or lineage); naive numpy")

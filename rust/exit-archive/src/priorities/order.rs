@@ -69,7 +69,13 @@ impl Leaf {
         if s == n {
             return;
         }
-        let mut tail: Vec<(Key, u32)> = (s..n).map(|i| (self.keys[i], self.slots[i])).collect();
+        // On the stack: a leaf is sorted once per batch that touches it, often thousands of
+        // times per batch.
+        let mut buf = [((0, 0), 0u32); LEAF_CAP];
+        let tail = &mut buf[..n - s];
+        for (t, i) in tail.iter_mut().zip(s..n) {
+            *t = (self.keys[i], self.slots[i]);
+        }
         tail.sort_unstable_by_key(|e| e.0);
         // Merge from the back: the prefix moves up only as far as needed.
         let (mut i, mut j, mut w) = (s, tail.len(), n);
@@ -214,6 +220,22 @@ impl Lookahead {
             }
         }
         self.next += 1;
+    }
+}
+
+/// The children a sorted batch visits below one inner node, on the stack: a batch visits
+/// every inner node above the leaves it changes, and a heap list per visit cost more than
+/// the partition itself.
+struct Parts {
+    items: [(usize, usize, usize); INNER_CAP],
+    len: usize,
+}
+
+impl std::ops::Deref for Parts {
+    type Target = [(usize, usize, usize)];
+
+    fn deref(&self) -> &Self::Target {
+        &self.items[..self.len]
     }
 }
 
@@ -394,7 +416,7 @@ impl OrderIndex {
         }
         let parts = self.partition(node, 0, entries.len(), |i| entries[i].0);
         let mut new_children: Vec<(usize, Vec<Split>)> = Vec::new();
-        for &(i, start, end) in &parts {
+        for &(i, start, end) in parts.iter() {
             let child = self.inners[node as usize].children[i];
             let mut splits = Vec::new();
             self.insert_into(child, height - 1, &entries[start..end], &mut splits, ahead);
@@ -428,9 +450,12 @@ impl OrderIndex {
         mut start: usize,
         end: usize,
         key: impl Fn(usize) -> Key,
-    ) -> Vec<(usize, usize, usize)> {
+    ) -> Parts {
         let inner = &self.inners[node as usize];
-        let mut parts = Vec::new();
+        let mut parts = Parts {
+            items: [(0, 0, 0); INNER_CAP],
+            len: 0,
+        };
         while start < end {
             let i = inner.child_for(&key(start));
             let stop = if i + 1 < inner.len {
@@ -449,7 +474,8 @@ impl OrderIndex {
             } else {
                 end
             };
-            parts.push((i, start, stop));
+            parts.items[parts.len] = (i, start, stop);
+            parts.len += 1;
             start = stop;
         }
         parts
@@ -598,7 +624,7 @@ impl OrderIndex {
         }
         let parts = self.partition(node, 0, keys.len(), |i| keys[i]);
         let mut emptied = false;
-        for &(i, start, end) in &parts {
+        for &(i, start, end) in parts.iter() {
             let child = self.inners[node as usize].children[i];
             self.remove_from(child, height - 1, &keys[start..end], ahead);
             let inner = &mut self.inners[node as usize];
