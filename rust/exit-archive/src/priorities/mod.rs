@@ -495,7 +495,8 @@ impl Priorities {
     }
 
     /// Draws `k` slots i.i.d. from the sampling law at `step` (the law does not change; the
-    /// order index may sort a leaf it reads).
+    /// order index may sort a leaf it reads). The random numbers are taken in draw order,
+    /// then the score draws are resolved as a batch, their tree walks overlapped.
     pub(crate) fn draw(&mut self, rng: &mut Rng, k: usize, step: u64) -> Vec<u32> {
         let n = self.len();
         let coef = self.staleness_coef;
@@ -505,29 +506,44 @@ impl Priorities {
         } else {
             0.0
         };
-        (0..k)
-            .map(|_| {
-                let by_staleness = coef >= 1.0 || (coef > 0.0 && rng.next_f64() < coef);
-                let slot = if by_staleness {
-                    if stale_total == 0 {
-                        rng.below(n as u64) as usize
-                    } else {
-                        let target = rng.below_u128(stale_total);
-                        self.stale.find(step, n, target, &self.last)
-                    }
+        let mut out = vec![0u32; k];
+        // Draws by score, resolved below: (position in `out`, rank or cumulative weight).
+        let mut by_rank: Vec<(u32, usize)> = Vec::new();
+        let mut by_weight: Vec<(u32, f64)> = Vec::new();
+        for (i, slot) in out.iter_mut().enumerate() {
+            let by_staleness = coef >= 1.0 || (coef > 0.0 && rng.next_f64() < coef);
+            *slot = if by_staleness {
+                if stale_total == 0 {
+                    rng.below(n as u64) as u32
                 } else {
-                    match self.mode {
-                        Prioritization::Rank => {
-                            let r = self.rank.draw(rng.next_f64(), n);
-                            self.order.select(r).1 as usize
-                        }
-                        _ if weight_total > 0.0 => self.weights.find(rng.next_f64() * weight_total),
-                        _ => rng.below(n as u64) as usize,
+                    let target = rng.below_u128(stale_total);
+                    self.stale.find(step, n, target, &self.last) as u32
+                }
+            } else {
+                match self.mode {
+                    Prioritization::Rank => {
+                        by_rank.push((i as u32, self.rank.draw(rng.next_f64(), n)));
+                        0
                     }
-                };
-                slot as u32
-            })
-            .collect()
+                    _ if weight_total > 0.0 => {
+                        by_weight.push((i as u32, rng.next_f64() * weight_total));
+                        0
+                    }
+                    _ => rng.below(n as u64) as u32,
+                }
+            };
+        }
+        for (j, &(i, r)) in by_rank.iter().enumerate() {
+            if let Some(&(_, ahead)) = by_rank.get(j + 8) {
+                self.order.prefetch_rank(ahead);
+            }
+            out[i as usize] = self.order.select(r).1;
+        }
+        let targets: Vec<f64> = by_weight.iter().map(|d| d.1).collect();
+        for (&(i, _), slot) in by_weight.iter().zip(self.weights.find_many(&targets)) {
+            out[i as usize] = slot as u32;
+        }
+        out
     }
 
     /// The sampling law at `step`, per slot. O(n); for tests, monitoring and debugging.

@@ -326,6 +326,13 @@ impl OrderIndex {
         (node, r)
     }
 
+    /// Hints that the leaf holding rank `r` will be read soon.
+    pub(crate) fn prefetch_rank(&self, r: usize) {
+        if r < self.len {
+            prefetch_range(&self.leaves[self.leaf_of_rank(r).0 as usize]);
+        }
+    }
+
     /// The entry of rank `r` (0-based, ascending order); sorts its leaf if needed.
     pub(crate) fn select(&mut self, r: usize) -> (Key, u32) {
         let (leaf, i) = self.leaf_of_rank(r);

@@ -113,30 +113,79 @@ impl WeightTree {
         }
     }
 
-    /// The slot at cumulative weight `u` (0 <= u < total); never a zero-weight slot.
-    pub(crate) fn find(&self, mut u: f64) -> usize {
-        let mut j = 0;
-        // Rounding can leave u past the last weight; then follow the last non-empty child.
-        let mut at_end = false;
+    /// The slot at cumulative weight `u` (0 <= u < total); never a zero-weight slot. One
+    /// descent of `find_many`, kept to test it against.
+    #[cfg(test)]
+    pub(crate) fn find(&self, u: f64) -> usize {
+        let mut d = Descent {
+            node: 0,
+            u,
+            at_end: false,
+        };
         for k in (0..self.levels.len() - 1).rev() {
-            let children = &self.levels[k][ARITY * j..ARITY * j + ARITY];
-            let mut pick = None;
-            let mut last_positive = 0;
-            for (c, &w) in children.iter().enumerate() {
-                if w > 0.0 {
-                    last_positive = c;
-                    if !at_end && u < w {
-                        pick = Some(c);
-                        break;
+            self.descend(k, &mut d);
+        }
+        d.node
+    }
+
+    /// `find` of every target, several descents in lockstep: each level's next nodes are
+    /// prefetched together, so their cache misses overlap instead of queueing.
+    pub(crate) fn find_many(&self, targets: &[f64]) -> Vec<usize> {
+        const LANES: usize = 8;
+        let mut out = Vec::with_capacity(targets.len());
+        for group in targets.chunks(LANES) {
+            let mut lanes = [Descent {
+                node: 0,
+                u: 0.0,
+                at_end: false,
+            }; LANES];
+            for (d, &u) in lanes.iter_mut().zip(group) {
+                d.u = u;
+            }
+            let lanes = &mut lanes[..group.len()];
+            for k in (0..self.levels.len() - 1).rev() {
+                for d in lanes.iter_mut() {
+                    self.descend(k, d);
+                    if k > 0 {
+                        prefetch(&self.levels[k - 1][ARITY * d.node]);
                     }
-                    u -= w;
                 }
             }
-            at_end |= pick.is_none();
-            j = ARITY * j + pick.unwrap_or(last_positive);
+            out.extend(lanes.iter().map(|d| d.node));
         }
-        j
+        out
     }
+
+    /// One level down: from `d.node` at level k + 1 to the child at level k holding `d.u`.
+    /// Rounding can leave `u` past the last weight; then the last non-empty child is followed.
+    #[inline]
+    fn descend(&self, k: usize, d: &mut Descent) {
+        let j = d.node;
+        let children = &self.levels[k][ARITY * j..ARITY * j + ARITY];
+        let mut pick = None;
+        let mut last_positive = 0;
+        for (c, &w) in children.iter().enumerate() {
+            if w > 0.0 {
+                last_positive = c;
+                if !d.at_end && d.u < w {
+                    pick = Some(c);
+                    break;
+                }
+                d.u -= w;
+            }
+        }
+        d.at_end |= pick.is_none();
+        d.node = ARITY * j + pick.unwrap_or(last_positive);
+    }
+}
+
+/// A draw's walk down the tree: the node reached, what is left of its target, and whether
+/// rounding pushed it past the end.
+#[derive(Clone, Copy)]
+struct Descent {
+    node: usize,
+    u: f64,
+    at_end: bool,
 }
 
 #[cfg(test)]
@@ -173,5 +222,12 @@ mod tests {
         }
         b.set_many(&updates);
         assert_eq!(a.levels, b.levels);
+        // Lockstep descents give exactly the single ones, ragged last group and end included.
+        let targets: Vec<f64> = (0..203)
+            .map(|i| a.total() * i as f64 / 202.0)
+            .chain([t.total()])
+            .collect();
+        let single: Vec<usize> = targets.iter().map(|&u| a.find(u)).collect();
+        assert_eq!(a.find_many(&targets), single);
     }
 }
