@@ -416,33 +416,6 @@ fn read_columns<R: Read>(
     })
 }
 
-/// A zeroed vector; large ones ask the kernel for transparent huge pages, which makes
-/// filling them several times cheaper in page faults (what numpy does for its arrays).
-fn large_zeroed<T: Pod>(len: usize) -> Vec<T> {
-    let v = vec![T::zeroed(); len];
-    #[cfg(target_os = "linux")]
-    {
-        let bytes = std::mem::size_of_val(v.as_slice());
-        if bytes >= 4 << 20 {
-            const HUGE: usize = 2 << 20;
-            let start = v.as_ptr() as usize;
-            let aligned = start.next_multiple_of(HUGE);
-            let end = (start + bytes) & !(HUGE - 1);
-            if end > aligned {
-                // SAFETY: advice on pages this vector owns; it changes no contents.
-                unsafe {
-                    libc::madvise(
-                        aligned as *mut libc::c_void,
-                        end - aligned,
-                        libc::MADV_HUGEPAGE,
-                    );
-                }
-            }
-        }
-    }
-    v
-}
-
 impl Archive {
     fn header(&self) -> [u64; HEADER.len()] {
         let cfg = &self.cfg;
@@ -621,10 +594,10 @@ fn read<R: Read>(mut r: R, file_len: u64) -> Result<(Header, Columns, Verifier)>
     for s in sections(version) {
         let n = count(&header, s.count).expect("checked by expected_len") as usize;
         columns.0[s.col as usize] = match s.elem {
-            Elem::U8 => Column::U8(large_zeroed(n)),
-            Elem::U32 => Column::U32(large_zeroed(n)),
-            Elem::U64 => Column::U64(large_zeroed(n)),
-            Elem::F32 => Column::F32(large_zeroed(n)),
+            Elem::U8 => Column::U8(crate::huge::zeroed(n)),
+            Elem::U32 => Column::U32(crate::huge::zeroed(n)),
+            Elem::U64 => Column::U64(crate::huge::zeroed(n)),
+            Elem::F32 => Column::F32(crate::huge::zeroed(n)),
         };
     }
     let dim = header.get(Word::EmbeddingDim) as usize;
