@@ -146,7 +146,13 @@ impl IvfIndex {
         }
         let filled = k.min(archive.len());
         let nprobe = nprobe.min(self.nlist);
-        let blocks: Vec<&[f32]> = queries.chunks(QUERY_BLOCK * 4 * dim).collect();
+        // One block per thread: a block gathers each list it probes into one buffer, so
+        // fewer, larger blocks gather each list fewer times.
+        let nq = queries.len() / dim;
+        let per_block = nq
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(QUERY_BLOCK);
+        let blocks: Vec<&[f32]> = queries.chunks(per_block * dim).collect();
         let parts: Vec<Neighbors> = map_blocks(&blocks, |block| {
             self.search_block(archive, block, filled, nprobe)
         });
