@@ -169,10 +169,11 @@ def _pick(result: dict[str, Any]) -> dict[str, Any]:
 def _settings(cfg: DemoConfig, arms: Sequence[str], seeds: int, result: dict) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
-    keys = ("tasks", "iterations", "samples", "temperature", "task_steps", "model")
+    from exit_verl.demo.train import eval_settings
+
     return {
         "arms": list(arms),
         "seeds": seeds,
-        "eval": {k: result.get(k) for k in keys},
+        "eval": {k: result.get(k) for k in eval_settings(cfg)},
         "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
     }

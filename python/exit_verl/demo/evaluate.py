@@ -62,7 +62,7 @@ def evaluate_run(
     step = checkpoint_step(checkpoint)
     log(f"evaluating step {step} of {run_dir.name}: K={cfg.eval.iterations}, n={cfg.eval.samples}")
     result["trained"] = {"step": step, **_validate(cfg, run_dir, checkpoint, "trained", log)}
-    if previous.get("base") and same_eval_settings(previous, wanted):
+    if previous.get("base") and same_eval_settings(previous, cfg):
         log("base model: reusing the result in eval.json (same settings)")
     else:
         result["base"] = base_result(cfg, run_dir, log=log)

@@ -28,12 +28,7 @@ class MetricsLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.steps: dict[int, dict[str, Any]] = {}
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    self.steps.setdefault(int(record["step"]), {}).update(record["data"])
+        self.steps = read_metrics(path)
         self._this_job: set[int] = set()
 
     def begin_job(self) -> None:

@@ -47,8 +47,9 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
     steps_all = read_metrics(run_dir / "metrics.jsonl")
-    rows = [steps_all[s] for s in training_steps(steps_all)]
-    steps = np.array(training_steps(steps_all))
+    trained = training_steps(steps_all)
+    rows = [steps_all[s] for s in trained]
+    steps = np.array(trained)
     col = lambda key: np.array([r.get(key, np.nan) for r in rows], dtype=float)  # noqa: E731
     written = []
     if len(rows):
@@ -78,7 +79,7 @@ def _reward(plots: Path, steps, col) -> Path:
 
 def _archive(plots: Path, steps, col, run_dir: Path) -> Path:
     from exit_verl.archive import TaskArchive
-    from exit_verl.demo.train import latest_checkpoint
+    from exit_verl.demo.train import checkpoint_step, latest_checkpoint
 
     plt = _pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -100,7 +101,7 @@ def _archive(plots: Path, steps, col, run_dir: Path) -> Path:
             depths = archive.lineage(archive.ids())["depth"]
             bins = np.arange(depths.max() + 2) - 0.5
             a2.hist(depths, bins=bins, rwidth=0.8)
-        a2.set(title=f"Archive at step {checkpoint.name.rsplit('_', 1)[-1]}: depths")
+        a2.set(title=f"Archive at step {checkpoint_step(checkpoint)}: depths")
     a2.set(xlabel="depth of archived history", ylabel="entries")
     return _save(fig, plots / "archive.png")
 

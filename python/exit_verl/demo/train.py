@@ -134,22 +134,11 @@ def write_eval_and_plots(out: Path, cfg: DemoConfig) -> dict[str, Any]:
     old = out / "eval.json"
     if old.is_file():  # keep what `exit-verl eval` measured with other settings
         previous = json.loads(old.read_text())
-        if "base" not in result and same_eval_settings(previous, result):
+        if "base" not in result and same_eval_settings(previous, cfg):
             result["base"] = previous.get("base")
     (out / "eval.json").write_text(json.dumps(result, indent=1))
     plot_run(out)
     return result
-
-
-EVAL_KEYS = (
-    "tasks",
-    "iterations",
-    "samples",
-    "temperature",
-    "task_steps",
-    "max_new_tokens",
-    "model",
-)
 
 
 def eval_settings(cfg: DemoConfig) -> dict[str, Any]:
@@ -164,6 +153,6 @@ def eval_settings(cfg: DemoConfig) -> dict[str, Any]:
     }
 
 
-def same_eval_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two results were evaluated alike (every key of `eval_settings`)."""
-    return all(a.get(k) == b.get(k) for k in EVAL_KEYS)
+def same_eval_settings(result: dict[str, Any], cfg: DemoConfig) -> bool:
+    """Whether a result in eval.json was evaluated with `cfg`'s settings."""
+    return all(result.get(k) == v for k, v in eval_settings(cfg).items())
