@@ -135,7 +135,7 @@ def test_one_random_child_per_group_with_the_groups_score_even_zero() -> None:
 
 
 def test_the_child_is_drawn_uniformly_from_the_group() -> None:
-    cur = make(min_archive_size=10**6, capacity=4096)
+    cur = make(p_replay=0.0, capacity=4096)  # base tasks only: every group adds a child
     picks = []
     for step in range(50):
         batch = cur.next_batch(4, step)
@@ -177,7 +177,7 @@ def test_min_child_learnability_and_max_depth_filter_children() -> None:
 
 
 def test_admission_rejects_children_below_the_archive_minimum() -> None:
-    cur = make(capacity=2, p_replay=0.0)
+    cur = make(capacity=2, min_archive_size=2, p_replay=0.0)
     batch = cur.next_batch(2, 0)
     cur.observe(batch, respond(batch, 2, 0), np.array([[0.0, 1.0], [1.0, 0.0]]), 0)
     assert cur.archive.ids().tolist() == [0, 1]  # full, both at S = 0.25
@@ -443,6 +443,78 @@ def test_load_state_rejects_mismatch_and_changes_nothing() -> None:
         with pytest.raises(ValueError):
             cur.load_state_dict(bad)
         assert (cur.archive.to_bytes(), cur.state_dict()) == before
+
+
+def test_load_state_checks_every_value_before_assigning_any() -> None:
+    """A state from a curriculum further along, spoiled in one value: nothing of it is taken
+    (the archive, RNG and cursor are only assigned once every value passed)."""
+    ahead = make(p_replay=1.0)
+    fill(ahead, 4)
+    state = ahead.state_dict()
+    cur = make(p_replay=1.0)
+    fill(cur, 1)
+    before = (cur.archive.to_bytes(), cur.state_dict())
+    spoiled = [
+        {"cursor": len(TASKS) + 1},
+        {"cursor": "3"},
+        {"epoch": -1},
+        {"seed": 1.5},
+        {"last_metrics": {"x": "y"}},
+        {"last_metrics": [1, 2]},
+        {"archive": b"not a snapshot"},
+        {"archive": state["archive"][:-3]},
+        {"tasks_fingerprint": "0" * 64},
+        {"config": None},
+    ]
+    for change in spoiled:
+        with pytest.raises(ValueError):
+            cur.load_state_dict({**state, **change})
+        assert (cur.archive.to_bytes(), cur.state_dict()) == before, change
+    for key in ("rng", "epoch", "tasks_fingerprint"):
+        with pytest.raises(ValueError, match="lacks"):
+            cur.load_state_dict({k: v for k, v in state.items() if k != key})
+    assert cur.load_state_dict(state) == []  # the same settings: nothing reported changed
+    assert cur.archive.to_bytes() == state["archive"]
+
+
+def test_load_state_refuses_other_base_tasks_of_the_same_count() -> None:
+    cur = make()
+    fill(cur, 2)
+    other_tasks = [{**t, "answer": t["answer"] + "0"} for t in TASKS]
+    other = ExItCurriculum(cur.config, other_tasks, seed=0)
+    with pytest.raises(ValueError, match="other base tasks"):
+        other.load_state_dict(cur.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("saved", "now", "named"),
+    [
+        ({"capacity": 16, "prioritization": "rank"}, {}, "capacity: saved 16, this run 512"),
+        ({"prioritization": "rank"}, {}, "prioritization: saved 'rank', this run 'softmax'"),
+        ({"temperature": 0.5}, {}, "temperature"),
+        ({"admission": "always"}, {}, "admission"),
+        ({"staleness_coef": 0.1}, {}, "staleness_coef"),
+        ({"diversity_bonus": "knn"}, {}, "embedding_dim"),
+        ({"iterate": False, "p_diverge": 0.0}, {}, "iterate"),
+    ],
+)
+def test_load_state_refuses_an_archive_built_with_other_settings(saved, now, named) -> None:
+    cur = make(**saved)
+    fill(cur, 2)
+    target = make(**now)
+    before = target.state_dict()
+    with pytest.raises(ValueError, match=named):
+        target.load_state_dict(cur.state_dict())
+    assert target.state_dict() == before
+
+
+def test_load_state_reports_settings_that_may_change_on_resume() -> None:
+    cur = make(p_replay=0.5)
+    fill(cur, 2)
+    resumed = make(p_replay=0.25, diversity_coef=0.1)
+    changed = resumed.load_state_dict(cur.state_dict())
+    assert changed == ["p_replay: 0.5 -> 0.25", "diversity_coef: 0.5 -> 0.1"]
+    assert resumed.config.p_replay == 0.25  # this run's settings apply from here on
 
 
 def _with(inst: TaskInstance, **changes) -> TaskInstance:

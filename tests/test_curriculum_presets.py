@@ -55,8 +55,10 @@ def test_default_config_is_the_math_exit_column() -> None:
 
 
 def test_preset_overrides_and_bad_names() -> None:
-    cfg = ExItConfig.preset("diverge", "tool_use", embedder="hashing", capacity=64)
-    assert cfg.capacity == 64 and cfg.p_diverge == 0.2 and cfg.embedder == "hashing"
+    cfg = ExItConfig.preset("diverge", "tool_use", embedder="hashing", capacity=400)
+    assert cfg.capacity == 400 and cfg.p_diverge == 0.2 and cfg.embedder == "hashing"
+    with pytest.raises(ValueError, match="min_archive_size must be in"):
+        ExItConfig.preset("diverge", "tool_use", capacity=64)  # B_min = 320 would never open
     for name, domain in (("exit", "chess"), ("full", "math")):
         with pytest.raises(ValueError):
             ExItConfig.preset(name, domain)

@@ -130,9 +130,32 @@ def test_train_and_eval_commands(tmp_path) -> None:
     on_ckpt = _as_dict(eval_command(cfg, tmp_path, model, tmp_path / "h", ckpt))
     assert on_ckpt["trainer.val_only"] == "true"
     assert on_ckpt["trainer.resume_mode"] == "resume_path"
-    assert on_ckpt["trainer.resume_from_path"] == str(ckpt)
+    assert on_ckpt["trainer.resume_from_path"] == hydra_value(str(ckpt))
     base = _as_dict(eval_command(cfg, tmp_path, model, tmp_path / "h", None))
     assert base["trainer.resume_mode"] == "disable"
+
+
+def test_paths_reach_hydra_as_one_value_whatever_they_contain(tmp_path) -> None:
+    """A run folder named with hydra's sweep and syntax characters stays one path."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = load_config(overrides=["steps=2"])
+    run_dir = tmp_path / "a,b=c d'e[f]{g}$h"
+    model = tmp_path / "m,odel"
+    ckpt = run_dir / "checkpoints" / "global_step_2"
+    for command in (
+        train_command(cfg, run_dir, model, run_dir / "hy,dra", resuming=False),
+        eval_command(cfg, run_dir, model, run_dir / "hy,dra", ckpt),
+    ):
+        parsed = OverridesParser.create().parse_overrides(command[3:])
+        assert not any(o.is_sweep_override() for o in parsed)
+        values = {o.key_or_group: o.value() for o in parsed}
+        assert values["data.train_files"] == str(run_dir / "train.parquet")
+        assert values["trainer.default_local_dir"] == str(run_dir / "checkpoints")
+        assert values["actor_rollout_ref.model.path"] == str(model)
+        assert values["trainer.experiment_name"] == run_dir.name
+        assert values["hydra.run.dir"] == str(run_dir / "hy,dra")
+    assert values["trainer.resume_from_path"] == str(ckpt)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

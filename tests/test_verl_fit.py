@@ -19,7 +19,6 @@ pytest.importorskip("verl")
 
 import torch  # noqa: E402
 import verl_fit_harness as harness  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from exit_verl.curriculum import ExItCurriculum, Feedback  # noqa: E402
 from exit_verl.verl.controller import ExItController  # noqa: E402
@@ -29,28 +28,12 @@ GROUP = 4
 DP = 3  # data-parallel ranks of the fake actor: 15 or 16 rows are padded to 24 by verl
 
 
-@pytest.fixture(scope="module", autouse=True)
-def transfer_queue_on_ray():
-    import transfer_queue as tq
-
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
-    yield
-    tq.close()
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("transfer_queue_on_ray")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, Path]:
-    work = tmp_path_factory.mktemp("data")
-    val = harness.default_val_rows()
-    val.append(harness.task_row(104, 11, 4, mark=f" {harness.FAIL_ALL_MARK}"))
-    return {
-        "model": harness.make_model_dir(work / "model"),
-        "train": Path(harness.write_parquet(work / "train.parquet", harness.default_train_rows())),
-        "val": Path(harness.write_parquet(work / "val.parquet", val)),
-        "val_rows": val,
-    }
+def data(fit_data) -> dict:
+    return fit_data
 
 
 def compose(data, work: Path, *overrides: str):

@@ -178,22 +178,26 @@ def test_embedder_runs_on_its_own_threads_and_is_timed() -> None:
 # -- checkpoint retention ---------------------------------------------------------------------
 
 
+def _save_like_the_trainer(files, actor, root, step: int, keep, tracker: bool = True) -> None:
+    """ExIt files, verl's actor (with verl's retention), verl's tracker, then ExIt pruning."""
+    folder = root / f"global_step_{step}"
+    folder.mkdir()
+    for name in ("exit_archive.snap", "exit_state.json"):
+        (folder / name).write_text("x")
+    actor.save_checkpoint(str(folder / "actor"), None, step, keep)
+    if tracker:
+        (root / "latest_checkpointed_iteration.txt").write_text(str(step))
+    files.after_save(folder, keep)
+
+
 @pytest.mark.parametrize("keep", [None, 1, 2, 3])
 def test_exit_files_are_pruned_exactly_like_verls_actor_checkpoints(tmp_path, keep) -> None:
     from exit_verl.verl.checkpoint_files import ExItCheckpointFiles, max_actor_checkpoints
 
-    class State:
-        def save(self, folder):
-            for name in ("exit_archive.snap", "exit_state.json"):
-                (tmp_path / folder / name).write_text("x")
-
     actor = harness.FakeActor(dp=1)  # verl's retention methods on the actor's folders
     files = ExItCheckpointFiles()
     for step in range(1, 6):
-        folder = tmp_path / f"global_step_{step}"
-        folder.mkdir()
-        files.save(State(), str(folder), keep)
-        actor.save_checkpoint(str(folder / "actor"), None, step, keep)
+        _save_like_the_trainer(files, actor, tmp_path, step, keep)
     with_actor = {p.parent.name for p in tmp_path.glob("*/actor")}
     with_state = {p.parent.name for p in tmp_path.glob("*/exit_state.json")}
     with_archive = {p.parent.name for p in tmp_path.glob("*/exit_archive.snap")}
@@ -204,3 +208,18 @@ def test_exit_files_are_pruned_exactly_like_verls_actor_checkpoints(tmp_path, ke
         max_actor_checkpoints({"max_actor_ckpt_to_keep": 3, "remove_previous_ckpt_in_save": True})
         == 1
     )
+
+
+def test_exit_files_of_the_tracked_step_are_never_pruned(tmp_path) -> None:
+    """A save whose tracker was not written yet (interrupted, or verl's async save) prunes
+    nothing the tracker still names."""
+    from exit_verl.verl.checkpoint_files import ExItCheckpointFiles
+
+    actor = harness.FakeActor(dp=1)
+    files = ExItCheckpointFiles()
+    _save_like_the_trainer(files, actor, tmp_path, 1, keep=1)
+    _save_like_the_trainer(files, actor, tmp_path, 2, keep=1, tracker=False)
+    assert (tmp_path / "latest_checkpointed_iteration.txt").read_text() == "1"
+    assert (tmp_path / "global_step_1" / "exit_state.json").is_file()
+    _save_like_the_trainer(files, actor, tmp_path, 3, keep=1)
+    assert {p.parent.name for p in tmp_path.glob("*/exit_state.json")} == {"global_step_3"}

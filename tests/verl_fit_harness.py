@@ -464,7 +464,11 @@ def setup_trainer(config: Any, dp: int = 3, filler: int = 0):
     trainer.distillation_config = None
     trainer.checkpoint_manager = FakeWeightSync(llm)
     trainer.checkpoint_manager.sleep_replicas()
-    trainer._load_checkpoint()
+    try:
+        trainer._load_checkpoint()
+    except BaseException:
+        manager.close()
+        raise
     trainer.on_init_end()  # PPOTrainer.init
     return trainer, manager, actor, llm
 

@@ -9,6 +9,7 @@ embedder).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 PRIORITIZATIONS = ("softmax", "rank", "proportional")
 ADMISSIONS = ("not_below_min", "always")
 CHILD_SELECTIONS = ("random", "best")
+# The archive addresses slots with 32-bit integers (exit-archive's MAX_CAPACITY).
+MAX_ARCHIVE_CAPACITY = 2**32 - 2
 
 
 @dataclass
@@ -81,25 +84,25 @@ class ExItConfig:
         return cls.from_dict({**preset_values(name, domain), **overrides})
 
     def validate(self) -> None:
-        """ValueError naming the first setting out of range."""
+        """ValueError naming the first setting of the wrong type or out of range; every
+        setting is checked here, so a config that validates builds a working curriculum."""
         for name in ("p_replay", "p_diverge", "staleness_coef"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-        for name in ("capacity", "min_archive_size", "novelty_k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            _number(name, getattr(self, name), lo=0.0, hi=1.0)
+        _integer("capacity", self.capacity, lo=1, hi=MAX_ARCHIVE_CAPACITY)
+        _integer("min_archive_size", self.min_archive_size, lo=1, hi=self.capacity)
+        _integer("novelty_k", self.novelty_k, lo=1, hi=MAX_ARCHIVE_CAPACITY)
+        _integer("children_per_group", self.children_per_group, lo=0)
+        if self.max_depth is not None:
+            _integer("max_depth", self.max_depth, lo=1)
+        _number("temperature", self.temperature, lo=0.0, lo_open=True)
+        _number("diversity_coef", self.diversity_coef, lo=0.0)
+        if self.min_child_learnability is not None:
+            _number("min_child_learnability", self.min_child_learnability)
+        if not isinstance(self.iterate, bool):
+            raise ValueError(f"iterate must be true or false, got {self.iterate!r}")
         _one_of("prioritization", self.prioritization, PRIORITIZATIONS)
         _one_of("admission", self.admission, ADMISSIONS)
         _one_of("child_selection", self.child_selection, CHILD_SELECTIONS)
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.diversity_coef < 0:
-            raise ValueError(f"diversity_coef must be >= 0, got {self.diversity_coef}")
-        if self.children_per_group < 0:
-            raise ValueError("children_per_group must be >= 0 (0 = all responses)")
-        if self.max_depth is not None and self.max_depth < 1:
-            raise ValueError(f"max_depth must be >= 1 or None, got {self.max_depth}")
         if not self.iterate and self.p_diverge > 0:
             raise ValueError("p_diverge needs iterate=True (base-task replays do not diverge)")
         from exit_verl.bonus import BONUSES
@@ -132,6 +135,33 @@ class ExItConfig:
     def from_dict(cls, values: dict[str, Any]) -> ExItConfig:
         reject_unknown_keys(cls, values, "ExItConfig")
         return cls(**values)
+
+
+def _integer(name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+
+
+def _number(
+    name: str,
+    value: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+) -> None:
+    """A finite real number within the bounds (`lo_open`: strictly above `lo`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    below = lo is not None and (value <= lo if lo_open else value < lo)
+    if below or (hi is not None and value > hi):
+        low = "" if lo is None else (f"> {lo}" if lo_open else f">= {lo}")
+        high = "" if hi is None else f"<= {hi}"
+        raise ValueError(f"{name} must be {' and '.join(b for b in (low, high) if b)}, got {value}")
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -18,6 +18,8 @@ scored by S and replayed unchanged. docs/exit.md lists every choice and its sour
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,11 +32,11 @@ from exit_verl.config import ExItConfig
 from exit_verl.embedding import Embedder, make_embedder
 from exit_verl.history import KINDS, History, Turn
 from exit_verl.prompts import Message, TaskPrompt, Templates, base_messages, render_messages
+from exit_verl.resume import STATE_VERSION, RestoredState
 from exit_verl.scoring import ITERATION_REWARDS, LEARNABILITY, UNIT_RANGE, quality, rescale
 
 __all__ = ["KINDS", "ExItCurriculum", "Feedback", "TaskInstance"]
 
-STATE_VERSION = 2
 # One rollout: a response string, or for multi-turn tasks the turns it produced (the first
 # answers the prompt's request, so its observation is None).
 Rollout = str | Sequence[Turn]
@@ -131,6 +133,7 @@ class ExItCurriculum:
         self.archive = self._new_archive()
         self._base_entries: dict[int, int] = {}  # iterate=False: base index -> archive id
         self._last: dict[str, float] = {}
+        self._fingerprint: str | None = None
 
     # -- construction ---------------------------------------------------------------------
 
@@ -141,20 +144,24 @@ class ExItCurriculum:
             self._embedder = make_embedder(self.config.embedder)
         return self._embedder
 
-    def _new_archive(self) -> TaskArchive:
+    def _archive_options(self) -> dict[str, Any]:
+        """`TaskArchive` options these settings give (the seed aside)."""
         c = self.config
         # Archive-novelty bonuses compare responses with archived ones: those store vectors.
         dim = self.embedder.dim if self.bonus.needs_novelty else None
-        return TaskArchive(
-            c.capacity,
-            embedding_dim=dim,
-            metric="cosine",
-            prioritization=c.prioritization,
-            temperature=c.temperature,
-            staleness_coef=c.staleness_coef,
-            admission=c.admission,
-            seed=self.seed,
-        )
+        return {
+            "capacity": c.capacity,
+            "embedding_dim": dim,
+            "metric": "cosine",
+            "prioritization": c.prioritization,
+            "temperature": c.temperature,
+            "staleness_coef": c.staleness_coef,
+            "admission": c.admission,
+        }
+
+    def _new_archive(self) -> TaskArchive:
+        options = self._archive_options()
+        return TaskArchive(options.pop("capacity"), seed=self.seed, **options)
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.tasks))
@@ -501,15 +508,17 @@ class ExItCurriculum:
         return out
 
     def state_dict(self, include_archive: bool = True) -> dict[str, Any]:
-        """Everything needed to continue exactly: archive snapshot, RNG and dataset cursor.
+        """Everything needed to continue exactly: archive snapshot, RNG and dataset cursor,
+        with the settings and a fingerprint of the base tasks that `load_state_dict` checks.
 
         `include_archive=False` leaves out the snapshot bytes, for callers that save the
-        archive as its own file (`archive.save`) and put the bytes back before loading."""
+        archive as its own file and put the bytes back before loading."""
         state = {
             "version": STATE_VERSION,
             "config": self.config.to_dict(),
             "seed": self.seed,
             "num_tasks": len(self.tasks),
+            "tasks_fingerprint": self.tasks_fingerprint,
             "rng": self._rng.bit_generator.state,
             "epoch": self._epoch,
             "cursor": self._cursor,
@@ -519,41 +528,32 @@ class ExItCurriculum:
             state["archive"] = self.archive.to_bytes()
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restores `state_dict()` output; ValueError (and no change) if it does not fit."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"unsupported curriculum state version {state.get('version')!r}")
-        if state.get("num_tasks") != len(self.tasks):
-            raise ValueError(
-                f"state was saved with {state.get('num_tasks')} base tasks, this curriculum has "
-                f"{len(self.tasks)}"
-            )
-        if "archive" not in state:
-            raise ValueError("state has no archive bytes (saved with include_archive=False)")
-        archive = TaskArchive.from_bytes(state["archive"])
-        rng = np.random.default_rng()
-        try:
-            rng.bit_generator.state = state["rng"]
-        except (TypeError, ValueError, KeyError) as e:
-            raise ValueError(f"state has a malformed RNG state: {e}") from None
-        base_entries = self._index_base_entries(archive)
-        self.seed = int(state["seed"])
-        self.archive = archive
-        self._rng = rng
-        self._epoch = int(state["epoch"])
-        self._cursor = int(state["cursor"])
-        self._order = self._epoch_order(self._epoch)
-        self._base_entries = base_entries
-        self._last = dict(state.get("last_metrics", {}))
+    def load_state_dict(self, state: Mapping[str, Any]) -> list[str]:
+        """Restores `state_dict()` output: every value is parsed and checked against this
+        curriculum (base tasks, archive-shaping settings) before anything is assigned, so a
+        state that does not fit raises ValueError naming the mismatch and changes nothing.
 
-    def _index_base_entries(self, archive: TaskArchive) -> dict[int, int]:
-        if self.config.iterate or len(archive) == 0:
-            return {}
-        ids = archive.ids()
-        return {
-            History.from_bytes(p).base_index: int(a)
-            for a, p in zip(ids, archive.get(ids), strict=True)
-        }
+        Returns the settings that differ from the saved ones but may change on resume (e.g.
+        `p_replay`), as "name: saved -> now" lines."""
+        restored = RestoredState.parse(state, self)
+        self.seed = restored.seed
+        self.archive = restored.archive
+        self._rng = restored.rng
+        self._epoch = restored.epoch
+        self._cursor = restored.cursor
+        self._order = self._epoch_order(self._epoch)
+        self._base_entries = restored.base_entries
+        self._last = restored.last_metrics
+        return restored.changed_settings
+
+    @property
+    def tasks_fingerprint(self) -> str:
+        """SHA-256 of the base tasks (id, prompt, answer, data source), in order."""
+        if self._fingerprint is None:
+            canonical = [[t["id"], t["prompt"], t["answer"], t["data_source"]] for t in self.tasks]
+            text = json.dumps(canonical, sort_keys=True, default=repr, ensure_ascii=False)
+            self._fingerprint = hashlib.sha256(text.encode()).hexdigest()
+        return self._fingerprint
 
 
 def _check_step(step: Any) -> None:

@@ -88,13 +88,13 @@ def _common(cfg: DemoConfig, run_dir: Path, model: Path, hydra_dir: Path) -> lis
         *cpu_overrides(micro_batch_size=cfg.micro_batch_size),
         "algorithm.adv_estimator=grpo",
         "trainer.v1.trainer_mode=exit",
-        f"data.train_files={run_dir / 'train.parquet'}",
-        f"data.val_files={run_dir / 'heldout.parquet'}",
+        f"data.train_files={hydra_value(str(run_dir / 'train.parquet'))}",
+        f"data.val_files={hydra_value(str(run_dir / 'heldout.parquet'))}",
         f"data.train_batch_size={cfg.prompts_per_step}",
         f"data.max_prompt_length={cfg.max_prompt_tokens}",
         f"data.max_response_length={cfg.max_new_tokens}",
         f"data.seed={cfg.seed}",
-        f"actor_rollout_ref.model.path={model}",
+        f"actor_rollout_ref.model.path={hydra_value(str(model))}",
         *lora,
         f"actor_rollout_ref.rollout.n={cfg.group_size}",
         f"actor_rollout_ref.rollout.temperature={cfg.temperature}",
@@ -103,15 +103,15 @@ def _common(cfg: DemoConfig, run_dir: Path, model: Path, hydra_dir: Path) -> lis
         f"actor_rollout_ref.actor.ppo_mini_batch_size={cfg.prompts_per_step}",
         f"actor_rollout_ref.actor.optim.lr={cfg.learning_rate}",
         f"algorithm.rollout_correction.bypass_mode={hydra_value(cfg.bypass_mode)}",
-        f"reward.custom_reward_function.path={reward_file(cfg)}",
+        f"reward.custom_reward_function.path={hydra_value(str(reward_file(cfg)))}",
         "reward.custom_reward_function.name=compute_score",
         "trainer.logger=[console,file]",
         f"trainer.project_name={PROJECT}",
-        f"trainer.experiment_name={run_dir.name or 'run'}",
-        f"trainer.default_local_dir={run_dir / 'checkpoints'}",
+        f"trainer.experiment_name={hydra_value(run_dir.name or 'run')}",
+        f"trainer.default_local_dir={hydra_value(str(run_dir / 'checkpoints'))}",
         f"trainer.total_training_steps={cfg.steps}",
         f"trainer.max_actor_ckpt_to_keep={cfg.keep_checkpoints}",
-        f"hydra.run.dir={hydra_dir}",
+        f"hydra.run.dir={hydra_value(str(hydra_dir))}",
         *exit_overrides(cfg.exit, cfg),
     ]
 
@@ -136,7 +136,10 @@ def eval_command(
 ) -> list[str]:
     """verl's validation only, on `checkpoint` (a `global_step_N` folder) or the base model."""
     resume = (
-        ["trainer.resume_mode=resume_path", f"trainer.resume_from_path={checkpoint}"]
+        [
+            "trainer.resume_mode=resume_path",
+            f"trainer.resume_from_path={hydra_value(str(checkpoint))}",
+        ]
         if checkpoint is not None
         else ["trainer.resume_mode=disable"]
     )

@@ -8,9 +8,11 @@ every run, arm and seed is validated on the same tasks.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from exit_verl.demo.tasks import make_tasks
+from exit_verl.durable import write_atomic
 
 HELDOUT_SEED = 0
 TRAIN_FILE = "train.parquet"
@@ -55,9 +57,9 @@ def task_files(
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in frames.items():
         if not (folder / name).is_file():
-            tmp = folder / f".{name}.tmp"
-            frame.to_parquet(tmp)
-            tmp.replace(folder / name)
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer)
+            write_atomic(folder / name, buffer.getvalue())
     return {"train": folder / TRAIN_FILE, "heldout": folder / HELDOUT_FILE}
 
 

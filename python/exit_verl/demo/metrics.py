@@ -12,10 +12,11 @@ is rewritten atomically after every record.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
+
+from exit_verl.durable import write_atomic
 
 TRAINING_KEY = "training/global_step"
 _EXIT_VAL = re.compile(r"^exit_val/(\w+)@(\d+)$")
@@ -44,11 +45,10 @@ class MetricsLog:
         self._write()
 
     def _write(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with tmp.open("w") as f:
-            for step in sorted(self.steps):
-                f.write(json.dumps({"step": step, "data": self.steps[step]}) + "\n")
-        os.replace(tmp, self.path)
+        lines = [
+            json.dumps({"step": step, "data": self.steps[step]}) for step in sorted(self.steps)
+        ]
+        write_atomic(self.path, "".join(line + "\n" for line in lines).encode())
 
 
 def read_metrics(path: Path) -> dict[int, dict[str, Any]]:

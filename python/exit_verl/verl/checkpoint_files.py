@@ -1,23 +1,26 @@
-"""ExIt's files in verl's checkpoint folders, kept and pruned by verl's own retention rule.
+"""ExIt's files in verl's checkpoint folders: written before verl's, pruned after verl's tracker.
 
-`global_step_N/exit_archive.snap` (the archive snapshot) and `global_step_N/exit_state.json`
-(curriculum RNG, cursor and counters) are written before verl writes its tracker file
-`latest_checkpointed_iteration.txt`, so the tracker only ever names folders that hold them.
-verl's checkpoint managers keep at most `max_ckpt_to_keep` of the checkpoints saved by the
-running process (`BaseCheckpointManager.ensure_checkpoint_capacity` before a save,
-`register_checkpoint` after); the same two methods prune ExIt's files here, with the limit verl
-applies to the actor (`trainer.max_actor_ckpt_to_keep`, or 1 under the deprecated
-`trainer.remove_previous_ckpt_in_save`).
+A save writes `global_step_N/exit_archive.snap` then `global_step_N/exit_state.json` (the state
+names the archive's checksum, so the two are one unit), then verl writes the actor, `data.pt`
+and, last, its tracker `latest_checkpointed_iteration.txt`. Only then are ExIt files of older
+checkpoints pruned, with the limit verl applies to the actor (`trainer.max_actor_ckpt_to_keep`,
+or 1 under the deprecated `trainer.remove_previous_ckpt_in_save`), and never in a folder at or
+after the step the tracker names: whatever moment a save is interrupted at, the folder the
+tracker names still holds its ExIt files. (verl itself prunes the previous actor before it
+writes the tracker; `check_resumable` turns that case into a message naming the folder to
+resume from.)
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from verl.utils.checkpoint.checkpoint_manager import BaseCheckpointManager
-
 from exit_verl.verl.controller import ARCHIVE_FILE, STATE_FILE
+
+TRACKER = "latest_checkpointed_iteration.txt"
+STEP_FOLDER = "global_step_"
 
 
 def max_actor_checkpoints(trainer_config: Any) -> int | None:
@@ -27,20 +30,67 @@ def max_actor_checkpoints(trainer_config: Any) -> int | None:
     return trainer_config.get("max_actor_ckpt_to_keep", None)
 
 
-class ExItCheckpointFiles(BaseCheckpointManager):
-    """Only verl's retention bookkeeping of `BaseCheckpointManager` (no model, no process
-    group): `previous_saved_paths` are the checkpoint folders this process wrote ExIt files to.
-    """
+def folder_step(folder: str | os.PathLike[str]) -> int:
+    """N of a `global_step_N` folder; ValueError for any other name."""
+    name = Path(folder).name
+    if not name.startswith(STEP_FOLDER) or not name[len(STEP_FOLDER) :].isdigit():
+        raise ValueError(f"not a verl checkpoint folder (global_step_N): {folder}")
+    return int(name[len(STEP_FOLDER) :])
 
-    def __init__(self) -> None:  # noqa: D107 — the base class wants a model and a process group
-        self.previous_saved_paths: list[str] = []
 
-    def remove_previous_save_local_path(self, path: str | list[str]) -> None:
-        for folder in [path] if isinstance(path, str) else path:
+def tracked_step(root: str | os.PathLike[str]) -> int | None:
+    """The step verl's tracker file in `root` names, or None when there is none."""
+    try:
+        return int(Path(root, TRACKER).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+class ExItCheckpointFiles:
+    """The checkpoint folders this process wrote ExIt files to, pruned by verl's rule."""
+
+    def __init__(self) -> None:
+        self.saved: list[Path] = []
+
+    def after_save(self, folder: str | os.PathLike[str], max_keep: int | None) -> None:
+        """Call once verl's save of `folder` returned: keeps the newest `max_keep` folders'
+        ExIt files (all when `max_keep` is None or < 1), pruning only folders older than the
+        step verl's tracker names."""
+        folder = Path(folder)
+        self.saved = [f for f in self.saved if f != folder] + [folder]
+        if not max_keep or max_keep < 1:
+            return
+        tracked = tracked_step(folder.parent)
+        while len(self.saved) > max_keep:
+            oldest = self.saved[0]
+            if tracked is None or folder_step(oldest) >= tracked:
+                return
             for name in (ARCHIVE_FILE, STATE_FILE):
-                Path(folder, name).unlink(missing_ok=True)
+                Path(oldest, name).unlink(missing_ok=True)
+            self.saved.pop(0)
 
-    def save(self, controller: Any, folder: str, max_keep: int | None) -> None:
-        self.ensure_checkpoint_capacity(max_keep)
-        controller.save(folder)
-        self.register_checkpoint(folder, max_keep)
+
+def check_resumable(folder: str | os.PathLike[str]) -> None:
+    """ValueError when verl is about to resume from a folder without its actor checkpoint
+    (a save interrupted after verl pruned it), naming the newest folder to resume from."""
+    folder = Path(folder)
+    if (folder / "actor").is_dir():
+        return
+    complete = [
+        f
+        for f in folder.parent.glob(f"{STEP_FOLDER}*")
+        if f.name[len(STEP_FOLDER) :].isdigit()
+        and (f / "actor").is_dir()
+        and (f / STATE_FILE).is_file()
+    ]
+    hint = "no folder holds both"
+    if complete:
+        newest = max(complete, key=folder_step)
+        hint = (
+            f"the newest folder with both is {newest}: resume it with "
+            f"trainer.resume_mode=resume_path trainer.resume_from_path={newest}"
+        )
+    raise ValueError(
+        f"verl resumes from {folder}, which has no actor checkpoint (a save was interrupted "
+        f"after verl pruned it, before its tracker named the new step); {hint}"
+    )

@@ -17,15 +17,17 @@ copies and would read a stale archive.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from exit_verl.archive import TaskArchive
 from exit_verl.config import ExItConfig
 from exit_verl.curriculum import ExItCurriculum
+from exit_verl.durable import write_atomic
 from exit_verl.verl.prompt_budget import PromptBudget
 from exit_verl.verl.rows import Rows
 from exit_verl.verl.step_stats import StepStats
@@ -33,7 +35,7 @@ from exit_verl.verl.timed_embedder import TimedEmbedder
 
 STATE_FILE = "exit_state.json"
 ARCHIVE_FILE = "exit_archive.snap"
-STATE_VERSION = 2
+STATE_VERSION = 3
 MEDIA_KEYS = ("image_key", "video_key", "audio_key")
 
 
@@ -208,34 +210,91 @@ class ExItController:
 
     # -- checkpoints --------------------------------------------------------------------------
 
-    def save(self, folder: str | Path) -> None:
-        """Writes exit_archive.snap and exit_state.json into a verl checkpoint folder."""
+    def save(self, folder: str | Path, step: int) -> None:
+        """Writes exit_archive.snap, then exit_state.json (which names the archive's checksum,
+        its next id and `step`), each atomically, into a verl checkpoint folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.curriculum.archive.save(folder / ARCHIVE_FILE)  # its own crash-safe file
+        archive = self.curriculum.archive.to_bytes()
+        write_atomic(folder / ARCHIVE_FILE, archive)
         state = {
             "version": STATE_VERSION,
+            "step": int(step),
+            "archive": {
+                "sha256": hashlib.sha256(archive).hexdigest(),
+                "bytes": len(archive),
+                "next_id": int(self.curriculum.archive.stats()["next_id"]),
+            },
             "curriculum": self.curriculum.state_dict(include_archive=False),
             "uid_counter": self._uid_counter,
         }
-        tmp = folder / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(folder / STATE_FILE)
+        write_atomic(folder / STATE_FILE, json.dumps(state).encode())
 
-    def load(self, folder: str | Path) -> None:
-        """Restores from a checkpoint folder; FileNotFoundError when it holds no ExIt state."""
+    def load(self, folder: str | Path, step: int) -> list[str]:
+        """Restores the state saved at `step` in a checkpoint folder. Everything is read and
+        checked first (state version and step, archive checksum and next id, base tasks,
+        archive settings); a mismatch raises ValueError naming it and changes nothing.
+        FileNotFoundError when the folder holds no ExIt state. Returns the settings that
+        changed since the save (see `ExItCurriculum.load_state_dict`)."""
         folder = Path(folder)
-        if not (folder / STATE_FILE).is_file():
-            raise FileNotFoundError(
-                f"{folder} holds no ExIt state ({STATE_FILE}): was it written by a run with "
-                "trainer.v1.trainer_mode=exit?"
+        state = read_state(folder)
+        if state["step"] != step:
+            raise ValueError(
+                f"{folder / STATE_FILE} was written at step {state['step']}, but verl resumes "
+                f"step {step} from this folder: the checkpoint mixes two saves"
             )
-        state = json.loads((folder / STATE_FILE).read_text())
-        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
-            raise ValueError(f"{folder / STATE_FILE}: unsupported ExIt state version")
-        curriculum = dict(state["curriculum"])
-        curriculum["archive"] = (folder / ARCHIVE_FILE).read_bytes()
-        self.curriculum.load_state_dict(curriculum)
-        self._uid_counter = int(state["uid_counter"])
+        archive = (folder / ARCHIVE_FILE).read_bytes()
+        expected = state["archive"]
+        if (len(archive), hashlib.sha256(archive).hexdigest()) != (
+            expected["bytes"],
+            expected["sha256"],
+        ):
+            raise ValueError(
+                f"{folder / ARCHIVE_FILE} is not the archive {STATE_FILE} was saved with "
+                "(checksum differs): the checkpoint mixes two saves"
+            )
+        uid_counter = state["uid_counter"]
+        if isinstance(uid_counter, bool) or not isinstance(uid_counter, int) or uid_counter < 0:
+            raise ValueError(f"{folder / STATE_FILE}: uid_counter must be a count")
+        snapshot = TaskArchive.from_bytes(archive)
+        if snapshot.stats()["next_id"] != expected["next_id"]:
+            raise ValueError(
+                f"{folder / STATE_FILE} records next id {expected['next_id']}, its archive has "
+                f"{snapshot.stats()['next_id']}"
+            )
+        changed = self.curriculum.load_state_dict({**state["curriculum"], "archive": snapshot})
+        self._uid_counter = uid_counter
         self.pending.clear()
         self.stats = StepStats()
+        return changed
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """exit_state.json of a checkpoint folder, with its structure checked."""
+    path = folder / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{folder} holds no ExIt state ({STATE_FILE}): was it written by a run with "
+            "trainer.v1.trainer_mode=exit?"
+        )
+    try:
+        state = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        version = state.get("version") if isinstance(state, dict) else None
+        raise ValueError(f"{path}: unsupported ExIt state version {version!r}")
+    missing = sorted({"step", "archive", "curriculum", "uid_counter"} - set(state))
+    if missing:
+        raise ValueError(f"{path} lacks {missing}")
+    archive = state["archive"]
+    if (
+        not isinstance(state["step"], int)
+        or not isinstance(archive, dict)
+        or not isinstance(archive.get("sha256"), str)
+        or not isinstance(archive.get("bytes"), int)
+        or not isinstance(archive.get("next_id"), int)
+        or not isinstance(state["curriculum"], dict)
+    ):
+        raise ValueError(f"{path} is malformed (step, archive checksum or curriculum state)")
+    return state

@@ -16,14 +16,17 @@ trainer package loads. verl's `TaskRunnerV1` then builds it for
   curriculum's training rewards, `rm_scores` keeps the task rewards (so `critic/score/*`
   shows them, `critic/rewards/*` the training rewards), then the advantages are multiplied
   by the curriculum's advantage scale (the diversity bonus).
-- `_save_checkpoint` / `_load_checkpoint`: ExIt state in verl's checkpoint folders.
+- `_save_checkpoint` / `_load_checkpoint`: ExIt state in verl's checkpoint folders, saved and
+  restored as one unit with verl's (checkpoint_files).
 - `_validate`: adds multi-step self-improvement (`exit_val/`), run through verl's own
   `_validate` (`validation`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import transfer_queue as tq
@@ -32,7 +35,11 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
 
-from exit_verl.verl.checkpoint_files import ExItCheckpointFiles, max_actor_checkpoints
+from exit_verl.verl.checkpoint_files import (
+    ExItCheckpointFiles,
+    check_resumable,
+    max_actor_checkpoints,
+)
 from exit_verl.verl.controller import ExItController
 from exit_verl.verl.plugin import TRAINER_MODE
 from exit_verl.verl.prompt_budget import PromptBudget
@@ -40,6 +47,8 @@ from exit_verl.verl.replay_buffer import ExItReplayBuffer
 from exit_verl.verl.rows import fetch_rows, get_field, put_field, with_outcome
 from exit_verl.verl.settings import ExItSettings, exit_settings
 from exit_verl.verl.validation import ValidationCapture, multistep_validation
+
+logger = logging.getLogger("exit_verl")
 
 # The mode verl's base class must see for ExIt: verl's sync semantics.
 VERL_MODE = "sync"
@@ -132,27 +141,36 @@ class ExItTrainer(PPOTrainerSync):
     # -- checkpoints --------------------------------------------------------------------------
 
     def _save_checkpoint(self) -> None:
-        # verl's folder layout; ExIt's files first, so verl's tracker file (written last by
-        # super) only ever names folders that hold them.
+        # ExIt's files first, verl's after (its tracker last), then pruning of older ExIt
+        # files: the folder verl's tracker names always holds its ExIt files
+        # (checkpoint_files).
         folder = os.path.join(
             self.config.trainer.default_local_dir, f"global_step_{self.global_steps}"
         )
-        self.exit_files.save(self.exit, folder, max_actor_checkpoints(self.config.trainer))
+        self.exit.save(folder, self.global_steps)
         super()._save_checkpoint()
+        self.exit_files.after_save(folder, max_actor_checkpoints(self.config.trainer))
 
     def _load_checkpoint(self) -> None:
-        # verl resolves the folder to resume from (resume_mode, tracker file, resume path) and
-        # loads the actor from `<folder>/actor`; listening to that call gives the folder.
-        listener = _ActorLoadListener(self.actor_rollout_wg)
+        # verl resolves the folder to resume from (resume_mode, tracker file, resume path),
+        # sets the step and loads the actor from `<folder>/actor`: ExIt's state is checked and
+        # loaded from that folder just before the actor, so a mismatch stops the run before
+        # any weights load.
+        def load_exit_state(actor_path: str) -> None:
+            folder = os.path.dirname(os.path.normpath(actor_path))
+            check_resumable(folder)
+            changed = self.exit.load(folder, self.global_steps)
+            if changed:
+                logger.warning("resuming with changed exit settings: %s", "; ".join(changed))
+
+        listener = _ActorLoadListener(self.actor_rollout_wg, load_exit_state)
         self.actor_rollout_wg = listener
         try:
             super()._load_checkpoint()
         finally:
             self.actor_rollout_wg = listener.worker_group
-        if self.global_steps > 0:
-            if listener.local_path is None:
-                raise RuntimeError("verl resumed without loading the actor checkpoint")
-            self.exit.load(os.path.dirname(os.path.normpath(listener.local_path)))
+        if self.global_steps > 0 and not listener.loaded:
+            raise RuntimeError("verl resumed without loading the actor checkpoint")
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -185,14 +203,16 @@ class ExItTrainer(PPOTrainerSync):
 
 
 class _ActorLoadListener:
-    """Forwards to verl's actor worker group and remembers where it loaded from."""
+    """Forwards to verl's actor worker group; runs `before_load(path)` before the actor loads."""
 
-    def __init__(self, worker_group: Any) -> None:
+    def __init__(self, worker_group: Any, before_load: Callable[[str], None]) -> None:
         self.worker_group = worker_group
-        self.local_path: str | None = None
+        self.before_load = before_load
+        self.loaded = False
 
     def load_checkpoint(self, local_path: str, *args: Any, **kwargs: Any) -> Any:
-        self.local_path = local_path
+        self.before_load(local_path)
+        self.loaded = True
         return self.worker_group.load_checkpoint(local_path, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:

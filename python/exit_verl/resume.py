@@ -1,0 +1,193 @@
+"""Parsing and checking a saved curriculum state before any of it is used.
+
+`RestoredState.parse(state, curriculum)` reads `ExItCurriculum.state_dict()` output and checks
+that it can continue *this* curriculum: the same base tasks (count and fingerprint), an archive
+built with the same archive-shaping settings (capacity, sampling law, admission, embedding
+width), the same `iterate` mode, and well-formed RNG, epoch and cursor values. Every failure is
+a ValueError naming what differs; the curriculum assigns the parsed values only after all of
+them passed, so a bad state changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from exit_verl.archive import TaskArchive
+from exit_verl.history import History
+
+if TYPE_CHECKING:
+    from exit_verl.curriculum import ExItCurriculum
+
+STATE_VERSION = 3
+# Settings a saved archive was built with; resuming with other values would silently keep the
+# saved ones, so a mismatch is refused.
+ARCHIVE_SHAPING = (
+    "capacity",
+    "embedding_dim",
+    "metric",
+    "prioritization",
+    "temperature",
+    "staleness_coef",
+    "admission",
+)
+STATE_KEYS = frozenset(
+    {
+        "version",
+        "config",
+        "seed",
+        "num_tasks",
+        "tasks_fingerprint",
+        "rng",
+        "epoch",
+        "cursor",
+        "last_metrics",
+        "archive",
+    }
+)
+
+
+@dataclass(frozen=True)
+class RestoredState:
+    """A saved state checked against a curriculum, ready to assign."""
+
+    seed: int
+    archive: TaskArchive
+    rng: np.random.Generator
+    epoch: int
+    cursor: int
+    base_entries: dict[int, int]
+    last_metrics: dict[str, float]
+    changed_settings: list[str]
+
+    @classmethod
+    def parse(cls, state: Mapping[str, Any], curriculum: ExItCurriculum) -> RestoredState:
+        if not isinstance(state, Mapping):
+            raise ValueError("a curriculum state must be a mapping")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(
+                f"unsupported curriculum state version {state.get('version')!r} "
+                f"(this version reads {STATE_VERSION})"
+            )
+        missing = sorted(STATE_KEYS - {"archive"} - set(state))
+        if missing:
+            raise ValueError(f"curriculum state lacks {missing}")
+        if "archive" not in state:
+            raise ValueError("state has no archive bytes (saved with include_archive=False)")
+        _check_tasks(state, curriculum)
+        saved_config = state["config"]
+        if not isinstance(saved_config, Mapping):
+            raise ValueError("curriculum state: 'config' must be a mapping")
+        if saved_config.get("iterate") != curriculum.config.iterate:
+            raise ValueError(
+                f"the state was saved with iterate={saved_config.get('iterate')!r}, this run "
+                f"has iterate={curriculum.config.iterate}: its archive holds other payloads"
+            )
+        archive = _archive(state["archive"])
+        _check_archive_settings(archive, curriculum)
+        num_tasks = len(curriculum.tasks)
+        epoch = _count("epoch", state["epoch"], 0)
+        cursor = _count("cursor", state["cursor"], 0, num_tasks)
+        return cls(
+            seed=_count("seed", state["seed"], 0),
+            archive=archive,
+            rng=_rng(state["rng"]),
+            epoch=epoch,
+            cursor=cursor,
+            base_entries=base_entries(archive, curriculum.config.iterate, num_tasks),
+            last_metrics=_metrics(state["last_metrics"]),
+            changed_settings=_changed(saved_config, curriculum.config.to_dict()),
+        )
+
+
+def base_entries(archive: TaskArchive, iterate: bool, num_tasks: int) -> dict[int, int]:
+    """iterate=False: the archive id of each base task's entry."""
+    if iterate or len(archive) == 0:
+        return {}
+    ids = archive.ids()
+    entries = {}
+    for archive_id, payload in zip(ids, archive.get(ids), strict=True):
+        index = History.from_bytes(payload).base_index
+        if index >= num_tasks:
+            raise ValueError(f"archive entry {archive_id} names base task {index} of {num_tasks}")
+        entries[index] = int(archive_id)
+    return entries
+
+
+def _check_tasks(state: Mapping[str, Any], curriculum: ExItCurriculum) -> None:
+    if state["num_tasks"] != len(curriculum.tasks):
+        raise ValueError(
+            f"state was saved with {state['num_tasks']} base tasks, this curriculum has "
+            f"{len(curriculum.tasks)}"
+        )
+    if state["tasks_fingerprint"] != curriculum.tasks_fingerprint:
+        raise ValueError(
+            "state was saved with other base tasks (same count, different tasks): the "
+            "dataset changed since the checkpoint"
+        )
+
+
+def _check_archive_settings(archive: TaskArchive, curriculum: ExItCurriculum) -> None:
+    saved = archive.config()
+    wanted = curriculum._archive_options()
+    differ = [
+        f"{key}: saved {saved[key]!r}, this run {wanted[key]!r}"
+        for key in ARCHIVE_SHAPING
+        if saved[key] != wanted[key]
+    ]
+    if differ:
+        raise ValueError(
+            "the saved archive was built with other settings than this run's; resume with "
+            "the saved settings or start a new run. " + "; ".join(differ)
+        )
+
+
+def _changed(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    return [
+        f"{key}: {saved.get(key)!r} -> {value!r}"
+        for key, value in now.items()
+        if key in saved and _plain(saved[key]) != _plain(value)
+    ]
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _archive(value: Any) -> TaskArchive:
+    """The saved archive: snapshot bytes, or a `TaskArchive` a caller already parsed."""
+    if isinstance(value, TaskArchive):
+        return value
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise ValueError("curriculum state: 'archive' must be snapshot bytes")
+    return TaskArchive.from_bytes(bytes(value))
+
+
+def _count(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"curriculum state: {name} must be an integer, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"curriculum state: {name} must be {bound}, got {value}")
+    return int(value)
+
+
+def _rng(value: Any) -> np.random.Generator:
+    rng = np.random.default_rng()
+    try:
+        rng.bit_generator.state = value
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"curriculum state has a malformed RNG state: {e}") from None
+    return rng
+
+
+def _metrics(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise ValueError("curriculum state: 'last_metrics' must be a mapping")
+    try:
+        return {str(k): float(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        raise ValueError("curriculum state: 'last_metrics' must map names to numbers") from None

@@ -1,0 +1,38 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def transfer_queue_on_ray():
+    """verl's TransferQueue on a local Ray, once per module (tests/verl_fit_harness.py)."""
+    ray = pytest.importorskip("ray")
+    import transfer_queue as tq
+    from omegaconf import OmegaConf
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
+    yield
+    tq.close()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def fit_data(tmp_path_factory) -> dict:
+    """The fit harness's model folder and verl datasets: the default training rows, the
+    default validation rows plus a task whose every session fails."""
+    import verl_fit_harness as harness
+
+    work = tmp_path_factory.mktemp("data")
+    val = harness.default_val_rows()
+    val.append(harness.task_row(104, 11, 4, mark=f" {harness.FAIL_ALL_MARK}"))
+    return {
+        "model": harness.make_model_dir(work / "model"),
+        "train": Path(harness.write_parquet(work / "train.parquet", harness.default_train_rows())),
+        "val": Path(harness.write_parquet(work / "val.parquet", val)),
+        "val_rows": val,
+    }
