@@ -66,9 +66,9 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra verl overrides")
     args = parser.parse_args()
 
+    from exit_verl.demo.measure import run_measured
     from exit_verl.models import smollm2_path, tiny_llama_path
     from exit_verl.verl.cpu import cpu_overrides, job_env
-    from exit_verl.verl.cpu.measure import run_measured
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,8 @@ import torch  # noqa: E402
 import verl_fit_harness as harness  # noqa: E402
 
 from exit_verl.verl import checkpoint_files, controller  # noqa: E402
-from exit_verl.verl.controller import ARCHIVE_FILE, STATE_FILE, ExItController  # noqa: E402
+from exit_verl.verl.checkpoint_layout import ARCHIVE_FILE, STATE_FILE  # noqa: E402
+from exit_verl.verl.controller import ExItController  # noqa: E402
 
 pytestmark = [pytest.mark.usefixtures("transfer_queue_on_ray"), pytest.mark.slow]
 

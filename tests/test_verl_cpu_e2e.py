@@ -24,9 +24,9 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 import verl_cpu_task as task  # noqa: E402
 
+from exit_verl.demo.measure import run_measured  # noqa: E402
 from exit_verl.models import tiny_llama_path  # noqa: E402
 from exit_verl.verl.cpu import job_env  # noqa: E402
-from exit_verl.verl.cpu.measure import run_measured  # noqa: E402
 
 TIMEOUT = 1200
 # Small enough for 2 shared cores: 4 prompts x 4 samples, 16 new tokens, 4 rows per micro-batch.

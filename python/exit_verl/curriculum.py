@@ -32,7 +32,7 @@ from exit_verl.config import ExItConfig
 from exit_verl.embedding import Embedder, make_embedder
 from exit_verl.history import KINDS, History, Turn
 from exit_verl.prompts import Message, TaskPrompt, Templates, base_messages, render_messages
-from exit_verl.resume import STATE_VERSION, RestoredState
+from exit_verl.resume import STATE_VERSION, RestoredState, ResumeTarget
 from exit_verl.scoring import ITERATION_REWARDS, LEARNABILITY, UNIT_RANGE, quality, rescale
 
 __all__ = ["KINDS", "ExItCurriculum", "Feedback", "TaskInstance"]
@@ -535,7 +535,10 @@ class ExItCurriculum:
 
         Returns the settings that differ from the saved ones but may change on resume (e.g.
         `p_replay`), as "name: saved -> now" lines."""
-        restored = RestoredState.parse(state, self)
+        target = ResumeTarget(
+            len(self.tasks), self.tasks_fingerprint, self.config, self._archive_options()
+        )
+        restored = RestoredState.parse(state, target)
         self.seed = restored.seed
         self.archive = restored.archive
         self._rng = restored.rng

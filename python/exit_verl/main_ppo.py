@@ -14,7 +14,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from exit_verl.verl.plugin import TRAINER_MODE
+from exit_verl.verl.mode import TRAINER_MODE
 
 MODE_KEY = "trainer.v1.trainer_mode"
 

@@ -1,26 +1,24 @@
 """Parsing and checking a saved curriculum state before any of it is used.
 
-`RestoredState.parse(state, curriculum)` reads `ExItCurriculum.state_dict()` output and checks
-that it can continue *this* curriculum: the same base tasks (count and fingerprint), an archive
-built with the same archive-shaping settings (capacity, sampling law, admission, embedding
-width), the same `iterate` mode, and well-formed RNG, epoch and cursor values. Every failure is
-a ValueError naming what differs; the curriculum assigns the parsed values only after all of
-them passed, so a bad state changes nothing.
+`RestoredState.parse(state, target)` reads `ExItCurriculum.state_dict()` output and checks
+that it can continue the curriculum `target` describes (`ResumeTarget`): the same base tasks
+(count and fingerprint), an archive built with the same archive-shaping settings (capacity,
+sampling law, admission, embedding width), the same `iterate` mode, and well-formed RNG, epoch
+and cursor values. Every failure is a ValueError naming what differs; the curriculum assigns
+the parsed values only after all of them passed, so a bad state changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from exit_verl.archive import TaskArchive
+from exit_verl.config import ExItConfig
 from exit_verl.history import History
-
-if TYPE_CHECKING:
-    from exit_verl.curriculum import ExItCurriculum
 
 STATE_VERSION = 3
 # Settings a saved archive was built with; resuming with other values would silently keep the
@@ -51,6 +49,16 @@ STATE_KEYS = frozenset(
 
 
 @dataclass(frozen=True)
+class ResumeTarget:
+    """What a saved state must fit: the running curriculum's tasks and settings."""
+
+    num_tasks: int
+    tasks_fingerprint: str
+    config: ExItConfig
+    archive_options: Mapping[str, Any]  # the TaskArchive options its settings give
+
+
+@dataclass(frozen=True)
 class RestoredState:
     """A saved state checked against a curriculum, ready to assign."""
 
@@ -64,7 +72,7 @@ class RestoredState:
     changed_settings: list[str]
 
     @classmethod
-    def parse(cls, state: Mapping[str, Any], curriculum: ExItCurriculum) -> RestoredState:
+    def parse(cls, state: Mapping[str, Any], target: ResumeTarget) -> RestoredState:
         if not isinstance(state, Mapping):
             raise ValueError("a curriculum state must be a mapping")
         if state.get("version") != STATE_VERSION:
@@ -77,18 +85,19 @@ class RestoredState:
             raise ValueError(f"curriculum state lacks {missing}")
         if "archive" not in state:
             raise ValueError("state has no archive bytes (saved with include_archive=False)")
-        _check_tasks(state, curriculum)
+        _check_tasks(state, target)
         saved_config = state["config"]
         if not isinstance(saved_config, Mapping):
             raise ValueError("curriculum state: 'config' must be a mapping")
-        if saved_config.get("iterate") != curriculum.config.iterate:
+        iterate = target.config.iterate
+        if saved_config.get("iterate") != iterate:
             raise ValueError(
                 f"the state was saved with iterate={saved_config.get('iterate')!r}, this run "
-                f"has iterate={curriculum.config.iterate}: its archive holds other payloads"
+                f"has iterate={iterate}: its archive holds other payloads"
             )
         archive = _archive(state["archive"])
-        _check_archive_settings(archive, curriculum)
-        num_tasks = len(curriculum.tasks)
+        _check_archive_settings(archive, target.archive_options)
+        num_tasks = target.num_tasks
         epoch = _count("epoch", state["epoch"], 0)
         cursor = _count("cursor", state["cursor"], 0, num_tasks)
         return cls(
@@ -97,9 +106,9 @@ class RestoredState:
             rng=_rng(state["rng"]),
             epoch=epoch,
             cursor=cursor,
-            base_entries=base_entries(archive, curriculum.config.iterate, num_tasks),
+            base_entries=base_entries(archive, iterate, num_tasks),
             last_metrics=_metrics(state["last_metrics"]),
-            changed_settings=_changed(saved_config, curriculum.config.to_dict()),
+            changed_settings=_changed(saved_config, target.config.to_dict()),
         )
 
 
@@ -117,22 +126,21 @@ def base_entries(archive: TaskArchive, iterate: bool, num_tasks: int) -> dict[in
     return entries
 
 
-def _check_tasks(state: Mapping[str, Any], curriculum: ExItCurriculum) -> None:
-    if state["num_tasks"] != len(curriculum.tasks):
+def _check_tasks(state: Mapping[str, Any], target: ResumeTarget) -> None:
+    if state["num_tasks"] != target.num_tasks:
         raise ValueError(
             f"state was saved with {state['num_tasks']} base tasks, this curriculum has "
-            f"{len(curriculum.tasks)}"
+            f"{target.num_tasks}"
         )
-    if state["tasks_fingerprint"] != curriculum.tasks_fingerprint:
+    if state["tasks_fingerprint"] != target.tasks_fingerprint:
         raise ValueError(
             "state was saved with other base tasks (same count, different tasks): the "
             "dataset changed since the checkpoint"
         )
 
 
-def _check_archive_settings(archive: TaskArchive, curriculum: ExItCurriculum) -> None:
+def _check_archive_settings(archive: TaskArchive, wanted: Mapping[str, Any]) -> None:
     saved = archive.config()
-    wanted = curriculum._archive_options()
     differ = [
         f"{key}: saved {saved[key]!r}, this run {wanted[key]!r}"
         for key in ARCHIVE_SHAPING

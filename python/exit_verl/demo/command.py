@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from exit_verl.demo.config import DemoConfig
+from exit_verl.demo.run_folder import checkpoints
 
 PROJECT = "exit_verl_demo"
 REWARD_FILE = Path(__file__).with_name("reward_fn.py")
@@ -108,7 +109,7 @@ def _common(cfg: DemoConfig, run_dir: Path, model: Path, hydra_dir: Path) -> lis
         "trainer.logger=[console,file]",
         f"trainer.project_name={PROJECT}",
         f"trainer.experiment_name={hydra_value(run_dir.name or 'run')}",
-        f"trainer.default_local_dir={hydra_value(str(run_dir / 'checkpoints'))}",
+        f"trainer.default_local_dir={hydra_value(str(checkpoints(run_dir)))}",
         f"trainer.total_training_steps={cfg.steps}",
         f"trainer.max_actor_ckpt_to_keep={cfg.keep_checkpoints}",
         f"hydra.run.dir={hydra_value(str(hydra_dir))}",

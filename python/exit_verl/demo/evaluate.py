@@ -19,13 +19,9 @@ from exit_verl.demo import metrics as run_metrics
 from exit_verl.demo.command import eval_command, model_path
 from exit_verl.demo.config import DemoConfig, load_config
 from exit_verl.demo.job import JobFailed, run_logged
-from exit_verl.demo.train import (
-    TRACKER,
-    checkpoint_step,
-    eval_settings,
-    latest_checkpoint,
-    same_eval_settings,
-)
+from exit_verl.demo.run_folder import CHECKPOINTS, latest_checkpoint
+from exit_verl.demo.train import eval_settings, same_eval_settings
+from exit_verl.verl.checkpoint_layout import TRACKER, folder_step
 
 
 def run_config(run_dir: Path) -> DemoConfig:
@@ -48,7 +44,7 @@ def evaluate_run(
     cfg = run_config(run_dir)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint (checkpoints/{TRACKER})")
+        raise FileNotFoundError(f"{run_dir} has no checkpoint ({CHECKPOINTS}/{TRACKER})")
     settings = {"iterations": iterations, "samples": samples}
     changes = {k: v for k, v in settings.items() if v is not None}
     try:
@@ -59,7 +55,7 @@ def evaluate_run(
     old_path = run_dir / "eval.json"
     previous = json.loads(old_path.read_text()) if old_path.is_file() else {}
     result: dict[str, Any] = {**previous, **wanted}
-    step = checkpoint_step(checkpoint)
+    step = folder_step(checkpoint)
     log(f"evaluating step {step} of {run_dir.name}: K={cfg.eval.iterations}, n={cfg.eval.samples}")
     result["trained"] = {"step": step, **_validate(cfg, run_dir, checkpoint, "trained", log)}
     if previous.get("base") and same_eval_settings(previous, cfg):

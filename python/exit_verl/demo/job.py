@@ -1,6 +1,6 @@
 """One verl job of the demo: a subprocess with its own Ray cluster, measured and followed.
 
-The job runs under `exit_verl.verl.cpu.measure.run_measured` (wall time, peak memory summed
+The job runs under `exit_verl.demo.measure.run_measured` (wall time, peak memory summed
 over its whole process tree) in a background thread, its output going to a log file; the
 calling thread follows verl's file tracker (`VERL_FILE_LOGGER_PATH`, one JSON line per
 `Tracking.log` call, unbuffered) and hands each record to `on_record` as it appears, which is
@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from exit_verl.demo.measure import Measured
 from exit_verl.verl.cpu import job_env
-from exit_verl.verl.cpu.measure import Measured
 
 Record = dict[str, Any]  # {"step": int, "data": {metric: value}}
 
@@ -95,7 +95,7 @@ def run_job(
 
     KeyboardInterrupt ends the job's whole process tree before it propagates.
     """
-    from exit_verl.verl.cpu.measure import run_measured
+    from exit_verl.demo.measure import run_measured
 
     tracker_path.unlink(missing_ok=True)  # verl opens it in write mode anyway
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,8 @@ def _reward(plots: Path, steps, col) -> Path:
 
 def _archive(plots: Path, steps, col, run_dir: Path) -> Path:
     from exit_verl.archive import TaskArchive
-    from exit_verl.demo.train import checkpoint_step, latest_checkpoint
+    from exit_verl.demo.run_folder import latest_checkpoint
+    from exit_verl.verl.checkpoint_layout import ARCHIVE_FILE, folder_step
 
     plt = _pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -94,14 +95,14 @@ def _archive(plots: Path, steps, col, run_dir: Path) -> Path:
     more = ax_r.get_legend_handles_labels()
     a1.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
     checkpoint = latest_checkpoint(run_dir)
-    snap = checkpoint / "exit_archive.snap" if checkpoint else None
+    snap = checkpoint / ARCHIVE_FILE if checkpoint else None
     if snap is not None and snap.is_file():
         archive = TaskArchive.load(snap)
         if len(archive):
             depths = archive.lineage(archive.ids())["depth"]
             bins = np.arange(depths.max() + 2) - 0.5
             a2.hist(depths, bins=bins, rwidth=0.8)
-        a2.set(title=f"Archive at step {checkpoint_step(checkpoint)}: depths")
+        a2.set(title=f"Archive at step {folder_step(checkpoint)}: depths")
     a2.set(xlabel="depth of archived history", ylabel="entries")
     return _save(fig, plots / "archive.png")
 

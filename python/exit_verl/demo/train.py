@@ -30,21 +30,8 @@ from exit_verl.demo.config import DemoConfig
 from exit_verl.demo.data import task_files
 from exit_verl.demo.job import JobReport, run_logged
 from exit_verl.demo.progress import StepProgress
-
-TRACKER = "latest_checkpointed_iteration.txt"
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """verl's latest `global_step_N` folder of a run, from its tracker file."""
-    tracker = run_dir / "checkpoints" / TRACKER
-    if not tracker.is_file():
-        return None
-    folder = run_dir / "checkpoints" / f"global_step_{int(tracker.read_text().strip())}"
-    return folder if folder.is_dir() else None
-
-
-def checkpoint_step(folder: Path) -> int:
-    return int(folder.name.rsplit("_", 1)[-1])
+from exit_verl.demo.run_folder import latest_checkpoint
+from exit_verl.verl.checkpoint_layout import folder_step
 
 
 def next_job_number(logs: Path) -> int:
@@ -70,7 +57,7 @@ def run_demo(
         task_steps=cfg.task_steps,
     )
     latest = latest_checkpoint(out)
-    start = checkpoint_step(latest) if latest else 0
+    start = folder_step(latest) if latest else 0
     cfg.to_yaml(out / "config.yaml")
     if start >= cfg.steps:
         log(f"{out} is already trained to step {start} (steps={cfg.steps}): nothing to train")

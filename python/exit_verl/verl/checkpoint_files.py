@@ -17,10 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from exit_verl.verl.controller import ARCHIVE_FILE, STATE_FILE
-
-TRACKER = "latest_checkpointed_iteration.txt"
-STEP_FOLDER = "global_step_"
+from exit_verl.verl.checkpoint_layout import (
+    ARCHIVE_FILE,
+    STATE_FILE,
+    folder_step,
+    step_folders,
+    tracked_step,
+)
 
 
 def max_actor_checkpoints(trainer_config: Any) -> int | None:
@@ -28,22 +31,6 @@ def max_actor_checkpoints(trainer_config: Any) -> int | None:
     if trainer_config.get("remove_previous_ckpt_in_save", False):
         return 1
     return trainer_config.get("max_actor_ckpt_to_keep", None)
-
-
-def folder_step(folder: str | os.PathLike[str]) -> int:
-    """N of a `global_step_N` folder; ValueError for any other name."""
-    name = Path(folder).name
-    if not name.startswith(STEP_FOLDER) or not name[len(STEP_FOLDER) :].isdigit():
-        raise ValueError(f"not a verl checkpoint folder (global_step_N): {folder}")
-    return int(name[len(STEP_FOLDER) :])
-
-
-def tracked_step(root: str | os.PathLike[str]) -> int | None:
-    """The step verl's tracker file in `root` names, or None when there is none."""
-    try:
-        return int(Path(root, TRACKER).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 class ExItCheckpointFiles:
@@ -78,14 +65,12 @@ def check_resumable(folder: str | os.PathLike[str]) -> None:
         return
     complete = [
         f
-        for f in folder.parent.glob(f"{STEP_FOLDER}*")
-        if f.name[len(STEP_FOLDER) :].isdigit()
-        and (f / "actor").is_dir()
-        and (f / STATE_FILE).is_file()
+        for f in step_folders(folder.parent)
+        if (f / "actor").is_dir() and (f / STATE_FILE).is_file()
     ]
     hint = "no folder holds both"
     if complete:
-        newest = max(complete, key=folder_step)
+        newest = complete[-1]
         hint = (
             f"the newest folder with both is {newest}: resume it with "
             f"trainer.resume_mode=resume_path trainer.resume_from_path={newest}"

@@ -28,13 +28,12 @@ from exit_verl.archive import TaskArchive
 from exit_verl.config import ExItConfig
 from exit_verl.curriculum import ExItCurriculum
 from exit_verl.durable import write_atomic
+from exit_verl.verl.checkpoint_layout import ARCHIVE_FILE, STATE_FILE
 from exit_verl.verl.prompt_budget import PromptBudget
 from exit_verl.verl.rows import Rows
 from exit_verl.verl.step_stats import StepStats
 from exit_verl.verl.timed_embedder import TimedEmbedder
 
-STATE_FILE = "exit_state.json"
-ARCHIVE_FILE = "exit_archive.snap"
 STATE_VERSION = 3
 MEDIA_KEYS = ("image_key", "video_key", "audio_key")
 

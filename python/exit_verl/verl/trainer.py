@@ -41,7 +41,7 @@ from exit_verl.verl.checkpoint_files import (
     max_actor_checkpoints,
 )
 from exit_verl.verl.controller import ExItController
-from exit_verl.verl.plugin import TRAINER_MODE
+from exit_verl.verl.mode import TRAINER_MODE
 from exit_verl.verl.prompt_budget import PromptBudget
 from exit_verl.verl.replay_buffer import ExItReplayBuffer
 from exit_verl.verl.rows import fetch_rows, get_field, put_field, with_outcome

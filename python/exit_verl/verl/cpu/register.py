@@ -20,55 +20,15 @@ verl functions swapped, each because no hook exists:
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import logging
 import os
-import sys
-from collections.abc import Callable
 from types import ModuleType
+
+from exit_verl.verl.import_hook import when_imported
 
 logger = logging.getLogger(__name__)
 
 _registered = False
-
-
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Runs callbacks right after a named module finishes executing its body."""
-
-    def __init__(self) -> None:
-        self.hooks: dict[str, list[Callable[[ModuleType], None]]] = {}
-
-    def find_spec(self, fullname, path, target=None):  # noqa: ANN001 - importlib protocol
-        if fullname not in self.hooks:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
-        if spec is None or spec.loader is None:
-            return None
-        hooks = self.hooks.pop(fullname)
-        exec_module = spec.loader.exec_module
-
-        def exec_then_hook(module: ModuleType) -> None:
-            exec_module(module)
-            for hook in hooks:
-                hook(module)
-
-        spec.loader.exec_module = exec_then_hook  # this loader instance serves only this module
-        return spec
-
-
-_finder = _AfterImport()
-
-
-def when_imported(name: str, hook: Callable[[ModuleType], None]) -> None:
-    """Calls `hook(module)` now if `name` is imported, else right after it is."""
-    module = sys.modules.get(name)
-    if module is not None:
-        hook(module)
-        return
-    if _finder not in sys.meta_path:
-        sys.meta_path.insert(0, _finder)
-    _finder.hooks.setdefault(name, []).append(hook)
 
 
 def _on_cpu() -> bool:

@@ -9,7 +9,7 @@ import pytest
 
 psutil = pytest.importorskip("psutil")
 
-from exit_verl.verl.cpu.measure import run_measured  # noqa: E402
+from exit_verl.demo.measure import run_measured  # noqa: E402
 
 CHILD_HOLDS_300MB = """
 import subprocess, sys
