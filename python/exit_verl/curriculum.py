@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from exit_verl.history import KINDS, History, Turn
 from exit_verl.prompts import Message, TaskPrompt, Templates, base_messages, render_messages
 from exit_verl.resume import STATE_VERSION, RestoredState, ResumeTarget
 from exit_verl.scoring import ITERATION_REWARDS, LEARNABILITY, UNIT_RANGE, quality, rescale
+from exit_verl.tool_prompts import is_structured, render_tool_iteration
 
 __all__ = ["KINDS", "ExItCurriculum", "Feedback", "TaskInstance"]
 
@@ -68,6 +69,14 @@ class TaskInstance:
         """This instance's prompt; `attempt` replaces the previous attempt's text."""
         if self.history is None or not self.history.turns or self.kind == "base":
             return base_messages(self.task_prompt, templates)
+        if is_structured(self.history.turns):  # tool use: turns as chat and tool messages
+            return render_tool_iteration(
+                base_messages(self.task_prompt, templates),
+                self.history.turns,
+                self.kind,
+                templates,
+                attempt,
+            )
         last = self.history.turns[-1]
         return render_messages(
             self.task_prompt,
@@ -349,7 +358,8 @@ class ExItCurriculum:
         return quality(task_rewards, reward_range), train
 
     def _embed(self, rollouts: list[list[tuple[Turn, ...]]]) -> np.ndarray | None:
-        texts = ["\n\n".join(t.response for t in turns) for group in rollouts for turns in group]
+        # Tool-use turns embed their calls and answer (`Turn.text`).
+        texts = ["\n\n".join(t.text for t in turns) for group in rollouts for turns in group]
         if not texts:
             return None
         n, g = len(rollouts), len(rollouts[0])
@@ -435,13 +445,13 @@ class ExItCurriculum:
         turns = list(rest)
         if inst.history is not None and inst.history.turns:
             last = inst.history.turns[-1]
-            first = Turn(last.observation, first.response, first.reward, first.feedback)
+            first = replace(first, observation=last.observation)
             prefix = list(inst.history.context)
         else:
             prefix = []
         turns = [*prefix, first, *turns]
         end = turns[-1]
-        turns[-1] = Turn(end.observation, end.response, reward, end.feedback)
+        turns[-1] = replace(end, reward=reward)
         return History(inst.base_index, tuple(turns), inst.kind)
 
     def _update_base_entries(
