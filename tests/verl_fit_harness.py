@@ -438,9 +438,10 @@ def compose(workdir: Path, model_dir: Path, train: str, val: str, *overrides: st
         return hydra_compose(config_name="ppo_trainer", overrides=[*base, *overrides])
 
 
-def setup_trainer(config: Any, dp: int = 3, filler: int = 0):
+def setup_trainer(config: Any, dp: int = 3, filler: int = 0, llm_factory=None):
     """verl's trainer as `TaskRunnerV1.run` builds it, with `PPOTrainer._setup`'s steps in
-    verl's order and fakes where `_setup` creates accelerator workers."""
+    verl's order and fakes where `_setup` creates accelerator workers. `llm_factory(tokenizer)`
+    replaces the scripted LLM (the default answers the addition tasks)."""
     from omegaconf import OmegaConf
     from verl.trainer.ppo.v1 import get_trainer_cls
 
@@ -455,7 +456,7 @@ def setup_trainer(config: Any, dp: int = 3, filler: int = 0):
     trainer.ref_in_actor = False
     actor = FakeActor(dp)
     trainer.actor_rollout_wg = actor
-    llm = ScriptedLLM(trainer.tokenizer, filler=filler)
+    llm = (llm_factory or (lambda tok: ScriptedLLM(tok, filler=filler)))(trainer.tokenizer)
     manager = InProcessAgentLoopManager(config, llm)
     trainer.reward_loop_manager = SimpleNamespace(
         reward_loop_worker_handles=[manager.reward_handle]
@@ -481,11 +482,13 @@ def clear_transfer_queue() -> None:
             tq.kv_clear(keys=list(items), partition_id=partition)
 
 
-def fit(config: Any, metrics_path: Path, dp: int = 3, filler: int = 0) -> Run:
+def fit(config: Any, metrics_path: Path, dp: int = 3, filler: int = 0, llm_factory=None) -> Run:
     """Builds the trainer and runs verl's `fit`, as `TaskRunnerV1.run` does."""
     os.environ["VERL_FILE_LOGGER_PATH"] = str(metrics_path)
     clear_transfer_queue()
-    trainer, manager, actor, llm = setup_trainer(config, dp=dp, filler=filler)
+    trainer, manager, actor, llm = setup_trainer(
+        config, dp=dp, filler=filler, llm_factory=llm_factory
+    )
     actor.trainer = trainer
     try:
         trainer.fit(manager)

@@ -80,6 +80,12 @@ def base_tasks_from_dataset(dataset: Any, prompt_key: str) -> list[dict[str, Any
     return tasks
 
 
+def row_tools(extra_info: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """A row's tool schemas (`extra_info["tools"]`, JSON), rendered by its agent loop."""
+    tools = extra_info.get("tools")
+    return json.loads(tools) if isinstance(tools, str) and tools else None
+
+
 class ExItController:
     """Batches from the curriculum, groups observed by it, state for verl's checkpoints."""
 
@@ -113,13 +119,15 @@ class ExItController:
         self._uid_counter += 1
         return f"exit-{step}-{self._uid_counter}"
 
-    def _fitted_prompt(self, inst: Any) -> tuple[list[dict[str, Any]], bool, bool]:
-        """(messages, clipped, fits) of an instance within the token budget."""
+    def _fitted_prompt(self, inst: Any, tools: Any) -> tuple[list[dict[str, Any]], bool, bool]:
+        """(messages, clipped, fits) of an instance within the token budget (with the row's
+        tool schemas, which the agent loop renders into the prompt)."""
         if self.budget is None or inst.kind == "base" or inst.previous_attempt is None:
             return [dict(m) for m in inst.prompt], False, True
         fitted = self.budget.fit(
             lambda attempt: inst.render(self.curriculum.templates, attempt),
             inst.previous_attempt,
+            tools,
         )
         return fitted.messages, fitted.clipped, fitted.fits
 
@@ -131,15 +139,18 @@ class ExItController:
         items, uids = [], []
         clipped = over_budget = 0
         for inst in instances:
-            messages, was_clipped, fits = self._fitted_prompt(inst)
+            item = copy.deepcopy(self.dataset[inst.base_index])
+            extra = dict(item.get("extra_info") or {})
+            messages, was_clipped, fits = self._fitted_prompt(inst, row_tools(extra))
             clipped += was_clipped
             over_budget += not fits
-            item = copy.deepcopy(self.dataset[inst.base_index])
             item["raw_prompt"] = messages
-            extra = dict(item.get("extra_info") or {})
             extra.update(
                 exit_kind=inst.kind, exit_depth=inst.depth, exit_archive_id=inst.archive_id
             )
+            if inst.kind != "base" and inst.history is not None:
+                # Agent loops that replay an environment read the archived partial history.
+                extra["exit_history"] = inst.history.to_bytes().decode()
             item["extra_info"] = extra
             uid = self._new_uid(step)
             self.pending[uid] = (inst, step)
@@ -180,7 +191,7 @@ class ExItController:
             task_rewards = outcome[rows_of]
             feedback = self.curriculum.observe(
                 [self.pending[uid][0] for uid in uids],
-                [[rows.texts[r] for r in group] for group in rows_of],
+                [[rows.rollout(r) for r in group] for group in rows_of],
                 task_rewards,
                 step,
             )

@@ -8,6 +8,11 @@ library: it asks Python to call `_register` right after `verl.trainer.ppo.v1` fi
 importing (`import_hook.when_imported`), which registers `exit_verl.verl.trainer.ExItTrainer`
 under "exit" with verl's `register_trainer`. Every other mode is verl's, untouched.
 
+The same way, right after `verl.experimental.agent_loop.agent_loop` (verl's agent-loop registry)
+finishes importing — in the Ray workers that run agent loops — it registers the tool-use agent
+loop "exit_bfcl" (`exit_verl.verl.tool_agent_loop`), which dataset rows select by `agent_name`
+in any trainer mode.
+
 verl logs a plugin that fails to load at debug level only, so failures here are logged as
 errors (with the traceback) before they propagate.
 """
@@ -15,11 +20,13 @@ errors (with the traceback) before they propagate.
 from __future__ import annotations
 
 import logging
+from types import ModuleType
 
 from exit_verl.verl.import_hook import when_imported
 from exit_verl.verl.mode import TRAINER_MODE
 
 WATCHED_MODULE = "verl.trainer.ppo.v1"
+AGENT_LOOP_MODULE = "verl.experimental.agent_loop.agent_loop"
 
 logger = logging.getLogger("exit_verl")
 
@@ -37,9 +44,19 @@ def _register() -> None:
         )
 
 
+def _register_agent_loops(module: ModuleType) -> None:
+    """Registers ExIt's agent loops with verl's registry; logs (and swallows) a failure."""
+    try:
+        import exit_verl.verl.tool_agent_loop  # noqa: F401  (its class decorator registers it)
+    except Exception:
+        logger.exception("exit-verl could not register its verl agent loops")
+
+
 def install() -> None:
-    """Registers now if verl's v1 trainer is already imported, else right after it is."""
+    """Registers now if verl's v1 trainer is already imported, else right after it is; the
+    agent loops likewise with verl's agent-loop module."""
     when_imported(WATCHED_MODULE, lambda module: _register())
+    when_imported(AGENT_LOOP_MODULE, _register_agent_loops)
 
 
 try:

@@ -5,7 +5,8 @@ exceeds `actor_rollout_ref.rollout.prompt_length` (by default `data.max_prompt_l
 left-truncates it with only a warning (`AgentLoopBase._cap_text_prompt_length`): the system
 message and the problem are what gets cut. So the earlier attempt, the only part of an
 iteration prompt that can be long, is shortened here in tokens, counted by the same builder
-verl's agent loop uses, until the whole rendered prompt fits.
+verl's agent loop uses, until the whole rendered prompt fits. A row's tool schemas (which a
+chat template renders into the prompt, e.g. the tool-use domain's functions) are counted too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Messages = list[dict[str, Any]]
+Tools = list[dict[str, Any]] | None
 # Marks where tokens of the attempt were left out; the head and the tail are kept, the tail
 # longer, because final answers come last.
 MARKER = "\n[...]\n"
@@ -31,7 +33,9 @@ class FittedPrompt:
 class PromptBudget:
     """Counts prompt tokens as verl's agent loop does and shortens attempts to fit."""
 
-    def __init__(self, tokenizer: Any, max_tokens: int, count: Callable[[Messages], int]) -> None:
+    def __init__(
+        self, tokenizer: Any, max_tokens: int, count: Callable[[Messages, Tools], int]
+    ) -> None:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         self.tokenizer = tokenizer
@@ -56,12 +60,19 @@ class PromptBudget:
             chat_template_kwargs=dict(chat_template_kwargs or {}),
             processor=processor,
         )
-        return cls(tokenizer, max_tokens, lambda m: len(builder.build_initial_tokens(m)))
+        return cls(
+            tokenizer,
+            max_tokens,
+            lambda m, tools=None: len(builder.build_initial_tokens(m, tools=tools)),
+        )
 
-    def fit(self, render: Callable[[str], Messages], attempt: str) -> FittedPrompt:
-        """`render(attempt)`, with the attempt shortened (head + marker + tail) if needed."""
+    def fit(
+        self, render: Callable[[str], Messages], attempt: str, tools: Tools = None
+    ) -> FittedPrompt:
+        """`render(attempt)`, with the attempt shortened (head + marker + tail) if needed;
+        `tools` are the schemas the agent loop renders with the prompt."""
         messages = render(attempt)
-        tokens = self.count(messages)
+        tokens = self.count(messages, tools)
         if tokens <= self.max_tokens:
             return FittedPrompt(messages, tokens, clipped=False, fits=True)
         ids = self.tokenizer.encode(attempt, add_special_tokens=False)
@@ -72,7 +83,7 @@ class PromptBudget:
         while lo <= hi:
             keep = (lo + hi) // 2
             candidate = render(self._shorten(ids, keep))
-            n = self.count(candidate)
+            n = self.count(candidate, tools)
             if n <= self.max_tokens:
                 best = FittedPrompt(candidate, n, clipped=True, fits=True)
                 lo = keep + 1
@@ -81,7 +92,7 @@ class PromptBudget:
         if best is not None:
             return best
         messages = render(MARKER.strip())
-        return FittedPrompt(messages, self.count(messages), clipped=True, fits=False)
+        return FittedPrompt(messages, self.count(messages, tools), clipped=True, fits=False)
 
     def _shorten(self, ids: list[int], keep: int) -> str:
         head = keep // 3

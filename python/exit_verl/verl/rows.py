@@ -8,17 +8,23 @@ loop returns several. The outcome reward sits on the LAST token of `rm_scores`
 end in a tool observation with mask 0), and every estimator reads it back as the unmasked sum
 `token_level_rewards.sum(-1)` (verl.trainer.ppo.core_algos). Rows are read and written here with
 those same rules; `Rows.outcome` is that sum.
+
+A row's `extra_fields` (the agent loop's `AgentLoopOutput.extra_fields`) may carry the session's
+turns in structured form under `reward_extra_info[TURNS_KEY]` (the tool-use agent loop writes
+them); `Rows.rollout` then gives those turns instead of the decoded text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-FIELDS = ["uid", "responses", "rm_scores"]
+FIELDS = ["uid", "responses", "rm_scores", "extra_fields"]
+# Where an agent loop hands the trainer a session's turns (`exit_verl.history.turns_to_json`).
+TURNS_KEY = "exit_turns"
 
 
 def parse_key(key: str) -> tuple[str, int, int]:
@@ -40,6 +46,19 @@ class Rows:
     outputs: list[int]
     texts: list[str]
     scores: list[torch.Tensor]  # each row's token-level rm_scores (its response length)
+    extra_fields: list[dict] = field(default_factory=list)  # verl's per-row extra_fields
+
+    def rollout(self, row: int):
+        """The row's session as the curriculum observes it: its structured turns when the
+        agent loop recorded them, else the decoded response text."""
+        extra = self.extra_fields[row] if row < len(self.extra_fields) else None
+        info = extra.get("reward_extra_info") if isinstance(extra, dict) else None
+        turns = info.get(TURNS_KEY) if isinstance(info, dict) else None
+        if turns is None:
+            return self.texts[row]
+        from exit_verl.history import turns_from_json
+
+        return turns_from_json(turns)
 
     @property
     def outcome(self) -> np.ndarray:
@@ -78,7 +97,16 @@ def fetch_rows(
         outputs=[parsed[i][2] for i in keep],
         texts=list(texts),
         scores=[s.float().clone() for s in data["rm_scores"].unbind()],
+        extra_fields=_extra_fields(data, len(chosen)),
     )
+
+
+def _extra_fields(data, n: int) -> list[dict]:
+    values = data.get("extra_fields", None) if hasattr(data, "get") else None
+    if values is None:
+        return [{} for _ in range(n)]
+    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    return [v if isinstance(v, dict) else {} for v in values]
 
 
 def with_outcome(scores: torch.Tensor, outcome: float) -> torch.Tensor:

@@ -45,7 +45,11 @@ class _ChainGenerator:
     def _fit(self, chain: int, prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """An improve prompt over the token budget, re-rendered with a shortened answer."""
         budget = self.trainer.exit.budget
-        if self.answers is None or budget is None or budget.count(prompt) <= budget.max_tokens:
+        if (
+            self.answers is None
+            or budget is None
+            or budget.count(prompt, None) <= budget.max_tokens
+        ):
             return prompt
         templates = self.trainer.exit.curriculum.templates
         task_prompt = self.chains[chain]["prompt"]
