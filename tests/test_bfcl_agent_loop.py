@@ -193,7 +193,7 @@ def exit_run(tmp_path_factory, recorded, sync_run):
         "++exit.preset=exit",
         "++exit.min_archive_size=2",
         "+exit.p_replay=1.0",
-        "+exit.domain=generic",
+        "+exit.domain=tool_use",
         "data.train_batch_size=4",
         "actor_rollout_ref.rollout.n=2",
         "trainer.total_training_steps=3",

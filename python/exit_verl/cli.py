@@ -22,7 +22,7 @@ def _settings(args: argparse.Namespace, base: Path | None = None):
     from exit_verl.demo.config import load_config
 
     overrides = list(args.overrides)
-    for flag in ("steps", "model", "seed"):
+    for flag in ("steps", "model", "seed", "domain"):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.insert(0, f"{flag}={value}")
@@ -62,6 +62,9 @@ def _add_settings(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps")
     parser.add_argument("--model", default=None, help="smollm2 (default), tiny, or an HF folder")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--domain", default=None, help="arithmetic (default) or tool_use (BFCL multi-turn)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=SETTINGS_HELP)
 

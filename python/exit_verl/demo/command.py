@@ -114,7 +114,16 @@ def _common(cfg: DemoConfig, run_dir: Path, model: Path, hydra_dir: Path) -> lis
         f"trainer.max_actor_ckpt_to_keep={cfg.keep_checkpoints}",
         f"hydra.run.dir={hydra_value(str(hydra_dir))}",
         *exit_overrides(cfg.exit, cfg),
+        *_domain_overrides(cfg),
     ]
+
+
+def _domain_overrides(cfg: DemoConfig) -> list[str]:
+    if cfg.domain != "tool_use":
+        return []
+    from exit_verl.demo.tool_use import verl_overrides
+
+    return verl_overrides()
 
 
 def train_command(

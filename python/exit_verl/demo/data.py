@@ -33,7 +33,13 @@ def rows(tasks: list[dict]) -> list[dict]:
 
 
 def task_files(
-    folder: Path, *, train_tasks: int, heldout_tasks: int, seed: int, task_steps: int
+    folder: Path,
+    *,
+    train_tasks: int,
+    heldout_tasks: int,
+    seed: int,
+    task_steps: int,
+    domain: str = "arithmetic",
 ) -> dict[str, Path]:
     """Writes (or checks) `train.parquet` and `heldout.parquet` in `folder`.
 
@@ -42,10 +48,16 @@ def task_files(
     """
     import pandas as pd
 
-    wanted = {
-        TRAIN_FILE: rows(make_tasks(train_tasks, "train", seed, task_steps)),
-        HELDOUT_FILE: rows(make_tasks(heldout_tasks, "heldout", HELDOUT_SEED, task_steps)),
-    }
+    if domain == "tool_use":
+        from exit_verl.demo.tool_use import task_rows
+
+        both = task_rows(train_tasks, heldout_tasks)
+        wanted = {TRAIN_FILE: both["train"], HELDOUT_FILE: both["heldout"]}
+    else:
+        wanted = {
+            TRAIN_FILE: rows(make_tasks(train_tasks, "train", seed, task_steps)),
+            HELDOUT_FILE: rows(make_tasks(heldout_tasks, "heldout", HELDOUT_SEED, task_steps)),
+        }
     frames = {name: pd.DataFrame(records) for name, records in wanted.items()}
     for name, frame in frames.items():
         path = folder / name

@@ -55,6 +55,7 @@ def run_demo(
         heldout_tasks=cfg.eval.tasks,
         seed=cfg.seed,
         task_steps=cfg.task_steps,
+        domain=cfg.domain,
     )
     latest = latest_checkpoint(out)
     start = folder_step(latest) if latest else 0
@@ -137,6 +138,7 @@ def eval_settings(cfg: DemoConfig) -> dict[str, Any]:
         "task_steps": cfg.task_steps,
         "max_new_tokens": cfg.max_new_tokens,
         "model": cfg.model,
+        "domain": cfg.domain,
     }
 
 

@@ -44,7 +44,7 @@ from exit_verl.verl.controller import ExItController
 from exit_verl.verl.mode import TRAINER_MODE
 from exit_verl.verl.prompt_budget import PromptBudget
 from exit_verl.verl.replay_buffer import ExItReplayBuffer
-from exit_verl.verl.rows import fetch_rows, get_field, put_field, with_outcome
+from exit_verl.verl.rows import TURNS_KEY, fetch_rows, get_field, put_field, with_outcome
 from exit_verl.verl.settings import ExItSettings, exit_settings
 from exit_verl.verl.validation import ValidationCapture, multistep_validation
 
@@ -196,6 +196,7 @@ class ExItTrainer(PPOTrainerSync):
         if self._capture is not None:
             self._capture.uids = [str(u) for u in sample_uids]
             self._capture.scores = [float(r) for r in reward_extra_infos_dict["reward"]]
+            self._capture.turns = reward_extra_infos_dict.get(TURNS_KEY)
             return {}
         return super()._val_metrics_update(
             data_sources, sample_uids, reward_extra_infos_dict, *args, **kw

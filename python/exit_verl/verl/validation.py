@@ -8,16 +8,26 @@ generates and scores (agent loop, replay buffer, reward loop, one sample per cha
 the trainer's capture hooks collecting each sample's uid, text and reward instead of verl's
 validation metrics. A chain whose agent loop produced no output counts as an empty answer
 with reward 0 (`exit_val/missing@t`). Logged under `exit_val/`.
+
+Tool-use chains (rows whose agent loop records structured turns, `exit_verl.verl.rows.TURNS_KEY`)
+iterate per user turn: an answer is a whole episode, and step t replays the task from its first
+turn, showing before the policy's response to each user turn its step t − 1 attempt at that turn
+(calls and outputs, with tool-call and tool roles) and the improve instruction
+(`exit_verl.tool_prompts`), through `extra_info["exit_before_turn"]`; each step's episode is
+scored 0/1 as a whole.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from exit_verl.evaluation import evaluate_self_improvement
+from exit_verl.history import turns_from_json
 from exit_verl.prompts import render_messages
+from exit_verl.tool_prompts import instruction, turn_messages
 from exit_verl.verl.controller import base_tasks_from_dataset
 
 
@@ -28,6 +38,7 @@ class ValidationCapture:
     uids: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    turns: list[str | None] | None = None  # structured episodes (TURNS_KEY), when recorded
 
 
 class _ChainGenerator:
@@ -41,6 +52,19 @@ class _ChainGenerator:
         self.scores: list[float] = []
         self.missing: list[int] = []
         self._pending_scores: list[float] = []
+        self.structured = False  # answers are episodes' turns (JSON), iterated per turn
+
+    def _before_turns(self, chain: int) -> list[str]:
+        """Per user turn, the step t − 1 attempt at it and the improve instruction (JSON)."""
+        previous = self.answers[chain] if self.answers else None
+        if not previous:
+            return []
+        templates = self.trainer.exit.curriculum.templates
+        task_prompt = self.chains[chain]["prompt"]
+        return [
+            json.dumps([*turn_messages(t), instruction(task_prompt, t, "improve", templates)])
+            for t in turns_from_json(previous)
+        ]
 
     def _fit(self, chain: int, prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """An improve prompt over the token budget, re-rendered with a shortened answer."""
@@ -66,7 +90,12 @@ class _ChainGenerator:
         items = []
         for chain, prompt in enumerate(prompts):
             item = copy.deepcopy(dataset[self.chains[chain]["row"]])
-            item["raw_prompt"] = self._fit(chain, prompt)
+            if self.structured and self.answers is not None:
+                extra = dict(item.get("extra_info") or {})
+                extra["exit_before_turn"] = self._before_turns(chain)
+                item["extra_info"] = extra  # raw_prompt stays the task's own
+            else:
+                item["raw_prompt"] = self._fit(chain, prompt)
             item["__rollout_n__"] = 1
             items.append(item)
         batch_dict = collate_fn(items)
@@ -82,9 +111,14 @@ class _ChainGenerator:
         answers = [""] * len(prompts)
         scores = [0.0] * len(prompts)
         seen = set()
-        for uid, text, score in zip(capture.uids, capture.outputs, capture.scores, strict=True):
+        turns = capture.turns or [None] * len(capture.uids)
+        if any(t is not None for t in turns):
+            self.structured = True
+        for uid, text, score, episode in zip(
+            capture.uids, capture.outputs, capture.scores, turns, strict=True
+        ):
             chain = chain_of[uid]
-            answers[chain], scores[chain] = text, score
+            answers[chain], scores[chain] = (episode if self.structured else text), score
             seen.add(chain)
         self.missing.append(len(prompts) - len(seen))
         self.answers = answers

@@ -1,0 +1,59 @@
+"""`exit-verl demo domain=tool_use`: BFCL multi-turn tool use with SmolLM2 on CPU.
+
+Which entries: BFCL's `base` category (no withheld functions or parameters), entries with at
+most `MAX_TURNS` user turns, each showing only the functions its ground truth calls
+(`functions="used"`), the shortest first (characters of the tool schemas and first request).
+That keeps a prompt near 1–1.5k SmolLM2 tokens, which a 135M model on two cores can prefill and
+train on within a CPU step; BFCL's full function lists are 3–8k tokens. Training entries come
+from the train split, held-out ones from the test split (`exit_verl.domains.bfcl`).
+
+verl settings the domain adds: the rows' agent loop ("exit_bfcl", set per row), the ChatML tool
+template for SmolLM2 (its own template renders no tools), and whole tool outputs up to
+`TOOL_OUTPUT_CHARS`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_TURNS = 2
+FUNCTIONS = "used"
+TOOL_OUTPUT_CHARS = 1024
+
+
+def short_tasks(split: str, n: int) -> list[dict[str, Any]]:
+    """The `n` shortest base entries of `split` with at most MAX_TURNS user turns."""
+    from exit_verl.domains import bfcl
+    from exit_verl.domains.bfcl.rows import prompt, tools
+
+    candidates = [t for t in bfcl.tasks(split, ["base"]) if len(t["turns"]) <= MAX_TURNS]
+
+    def size(task: dict[str, Any]) -> tuple[int, str]:
+        shown = json.dumps(tools(task, FUNCTIONS)) + prompt(task, FUNCTIONS)[1]["content"]
+        return len(shown), task["id"]
+
+    chosen = sorted(candidates, key=size)[:n]
+    if len(chosen) < n:
+        raise ValueError(
+            f"the {split} split has {len(candidates)} short BFCL entries, fewer than {n} asked for"
+        )
+    return chosen
+
+
+def task_rows(train_tasks: int, heldout_tasks: int) -> dict[str, list[dict[str, Any]]]:
+    from exit_verl.domains.bfcl.rows import verl_rows
+
+    return {
+        "train": verl_rows(short_tasks("train", train_tasks), FUNCTIONS),
+        "heldout": verl_rows(short_tasks("test", heldout_tasks), FUNCTIONS),
+    }
+
+
+def verl_overrides() -> list[str]:
+    from exit_verl.verl.tool_chat_template import hydra_override
+
+    return [
+        hydra_override(),
+        f"actor_rollout_ref.rollout.multi_turn.max_tool_response_length={TOOL_OUTPUT_CHARS}",
+    ]
