@@ -50,21 +50,24 @@ def tool_call_block(env: bfcl.Env, text: str) -> str:
 class GroundTruthPolicy:
     """A scripted LLM server: per prompt, the current task and turn are read off the text."""
 
-    def __init__(self, tokenizer, tasks: list[dict]) -> None:
+    def __init__(self, tokenizer, tasks: list[dict], wrong_first_answer: bool = False) -> None:
         self.tokenizer = tokenizer
+        # Validation chains (uids not issued by ExIt) drop a turn until shown an attempt.
+        self.wrong_first_answer = wrong_first_answer
         self.weights_version = 0
         self.first = {request(t, 0): t for t in tasks}
         assert len(self.first) == len(tasks), "first requests must identify the tasks"
         self.envs = {t["id"]: bfcl.Env(t) for t in tasks}  # only for method signatures
 
-    def reply(self, prompt: str, session: int) -> str:
+    def reply(self, prompt: str, session: int, validating: bool = False) -> str:
         task = next(t for first, t in self.first.items() if first in prompt)
         turn = max(i for i in range(len(task["turns"])) if request(task, i) in prompt)
         anchor = max(prompt.rfind(request(task, turn)), prompt.rfind(RESTORED_NOTE))
         if "<tool_response>" in prompt[anchor:]:
             return "Done."
         calls = task["ground_truth"][turn]
-        if session == 1 and RESTORED_NOTE not in prompt and turn == dropped_turn(task):
+        drop = session == 1 or (validating and self.wrong_first_answer)
+        if drop and RESTORED_NOTE not in prompt and turn == dropped_turn(task):
             calls = []
         blocks = [tool_call_block(self.envs[task["id"]], c) for c in calls]
         return "\n".join(blocks) if blocks else "Done."
@@ -72,8 +75,9 @@ class GroundTruthPolicy:
     async def generate(self, *, request_id, prompt_ids, sampling_params, **kwargs):
         from verl.workers.rollout.replica import TokenOutput
 
-        session = int(request_id.split("_")[-2])
-        text = self.reply(self.tokenizer.decode(prompt_ids), session)
+        uid, session, _ = request_id.rsplit("_", 2)
+        validating = not uid.startswith("exit-")
+        text = self.reply(self.tokenizer.decode(prompt_ids), int(session), validating)
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         ids.append(self.tokenizer.eos_token_id)
         log_probs = [-0.5] * len(ids) if sampling_params.get("logprobs") else None
@@ -114,6 +118,7 @@ def recorded(monkeypatch_module):
                 "reward": out.reward_score,
                 "turns": json.loads(info[TURNS_KEY]),
                 "mask": list(out.response_mask),
+                "before": len(extra.get("exit_before_turn") or []),
             }
         )
         return out
@@ -136,7 +141,7 @@ def write_rows(path: Path, tasks: list[dict], functions: str) -> str:
     return harness.write_parquet(path, rows)
 
 
-def run_fit(work: Path, tasks: list[dict], functions: str, *overrides: str):
+def run_fit(work: Path, tasks: list[dict], functions: str, *overrides: str, policy=None):
     model = tiny_llama_path()
     data = write_rows(work / "train.parquet", tasks, functions)
     config = harness.compose(
@@ -154,7 +159,7 @@ def run_fit(work: Path, tasks: list[dict], functions: str, *overrides: str):
         config,
         work / "metrics.jsonl",
         dp=2,
-        llm_factory=lambda tok: GroundTruthPolicy(tok, tasks),
+        llm_factory=lambda tok: (policy or GroundTruthPolicy)(tok, tasks),
     )
 
 
@@ -197,6 +202,10 @@ def exit_run(tmp_path_factory, recorded, sync_run):
         "data.train_batch_size=4",
         "actor_rollout_ref.rollout.n=2",
         "trainer.total_training_steps=3",
+        "trainer.val_before_train=True",
+        "+exit.val_iterations=2",
+        "+exit.val_max_tasks=4",
+        policy=lambda tok, tasks: GroundTruthPolicy(tok, tasks, wrong_first_answer=True),
     )
     return {"tasks": {t["id"]: t for t in tasks}, "episodes": recorded[start:], "run": run}
 
@@ -254,6 +263,18 @@ def test_exit_mode_archives_structured_turns_and_replays_restore_the_environment
                 for c in m.get("tool_calls") or []
             ]
             assert tools == [straight.call(c) for c in calls]
+
+
+def test_k_step_validation_iterates_every_turn_on_the_previous_episode(exit_run) -> None:
+    metrics = {m["step"]: m["data"] for m in exit_run["run"].metrics()}
+    val = metrics[0]
+    # Step 0 drops a turn's calls (wrong); shown its attempt per turn, the policy fixes it.
+    assert val["exit_val/accuracy@0"] == 0.0
+    assert val["exit_val/accuracy@1"] == val["exit_val/accuracy@2"] == 1.0
+    assert val["exit_val/net_corrections@2"] == 4.0 and val["exit_val/chains"] == 4.0
+    chains = [e for e in exit_run["episodes"] if e["kind"] == "base" and e["before"]]
+    assert len(chains) == 8  # 4 chains x steps 1..2
+    assert all(e["before"] == len(e["turns"]) for e in chains)
 
 
 def test_restore_reaches_the_state_of_a_straight_replay_of_the_earlier_turns(sync_run) -> None:

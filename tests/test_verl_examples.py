@@ -55,7 +55,7 @@ def test_verl_math_ground_truth_is_accepted_by_verls_scorer() -> None:
     assert default_compute_score(row["data_source"], r"... \boxed{3}", truth) == 0.0
 
 
-@pytest.mark.parametrize("script", ["gsm8k_exit_grpo.sh", "gpu_smoke.sh"])
+@pytest.mark.parametrize("script", ["gsm8k_exit_grpo.sh", "gpu_smoke.sh", "bfcl_exit_grpo.sh"])
 def test_verl_example_commands_compose_and_pass_the_exit_checks(script: str) -> None:
     """The overrides of each example command compose with verl's own config, select trainer
     mode "exit" and pass the plugin's settings checks (what the trainer checks at start)."""
@@ -86,3 +86,32 @@ def test_verl_example_commands_compose_and_pass_the_exit_checks(script: str) -> 
     assert config.trainer.v1.trainer_mode == "exit"
     settings = exit_settings(config)
     assert settings.preset == "exit"
+    if script == "bfcl_exit_grpo.sh":  # the paper's tool-use settings
+        from verl.utils.config import omega_conf_to_dataclass
+
+        assert settings.domain == "tool_use" and settings.curriculum.capacity == 640
+        assert settings.options.val_iterations == 4
+        assert (config.data.train_batch_size, config.actor_rollout_ref.rollout.n) == (16, 8)
+        assert config.trainer.total_epochs == 2
+        actor = omega_conf_to_dataclass(config.actor_rollout_ref.actor)
+        assert actor.optim.lr == 1e-6 and actor.loss_agg_mode == "seq-mean-token-sum-norm"
+        assert config.algorithm.norm_adv_by_std_in_grpo is False
+
+
+def test_bfcl_preprocessor_writes_the_fixed_split_for_the_tool_use_agent_loop(tmp_path) -> None:
+    pytest.importorskip("bfcl_eval")
+    import json
+
+    import pandas as pd
+
+    from exit_verl.domains.bfcl.rows import AGENT_NAME
+
+    bfcl_prep = load("bfcl")
+    counts = bfcl_prep.write(tmp_path, ["base", "miss_func"], "all", overlong_filter=True)
+    assert counts == {"train.parquet": 320, "test.parquet": 80}
+    test = pd.read_parquet(tmp_path / "test.parquet")
+    assert set(test["agent_name"]) == {AGENT_NAME}
+    extra = test["extra_info"].iloc[0]
+    assert extra["bfcl_id"] == "multi_turn_base_0" and extra["overlong_filter"]
+    assert json.loads(extra["tools"])[0]["type"] == "function"
+    assert list(test["prompt"].iloc[0][0].keys()) == ["role", "content"]

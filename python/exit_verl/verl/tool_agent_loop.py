@@ -13,7 +13,8 @@ An episode, for each user turn from the first one the row asks for:
      messages (shown truncated to `multi_turn.max_tool_response_length`);
   3. until the model answers without a call. More than BFCL's step limit of steps with calls
      in one turn, or running out of `response_length`, ends the episode unfinished (reward 0,
-     as BFCL's force-terminated entries).
+     as BFCL's force-terminated entries); with the row's `overlong_filter`, an episode cut by
+     the length gets loss mask 0 everywhere (DAPO's overlong filtering).
 The reward is `bfcl.score` of every turn's calls (0/1 for the whole episode). One output per
 session: user requests and tool outputs are context tokens (mask 0), the model's tokens mask 1.
 
@@ -150,6 +151,9 @@ class BFCLAgentLoop(AgentLoopBase):
                 finished = False
                 break
         reward = bfcl.score(task, calls) if finished else 0.0
+        overlong = len(episode.response_mask) >= self.response_length
+        if overlong and extra.get("overlong_filter"):
+            episode.response_mask = [0] * len(episode.response_mask)
         return self._output(episode, turns, reward, finished)
 
     async def _append_context(self, episode: _Episode, messages: list[dict], schemas) -> None:

@@ -5,7 +5,9 @@ A row is what verl's `RLHFDataset` reads, plus what the tool-use agent loop need
   agent_name       the agent loop that runs the episode (`AGENT_NAME`)
   reward_model     ground_truth: the ground-truth calls as JSON (the agent loop scores the episode)
   extra_info       index, bfcl_id (the entry the agent loop loads from bfcl-eval),
-                   functions ("all" or "used") and tools (the visible tool schemas, JSON)
+                   functions ("all" or "used"), tools (the visible tool schemas, JSON) and
+                   overlong_filter (an episode cut by the response length gets loss mask 0,
+                   DAPO's overlong filtering, which the paper's tool-use runs use)
 
 `functions="all"` shows every function of the task's classes (BFCL's setting); `"used"` only
 those the ground truth calls (BFCL's per-entry `path`), for models whose context cannot hold
@@ -65,7 +67,9 @@ def prompt(task: Mapping[str, Any], functions: str = "all") -> list[dict[str, st
     ]
 
 
-def verl_rows(tasks: Sequence[Mapping[str, Any]], functions: str = "all") -> list[dict[str, Any]]:
+def verl_rows(
+    tasks: Sequence[Mapping[str, Any]], functions: str = "all", overlong_filter: bool = False
+) -> list[dict[str, Any]]:
     """verl dataset rows for `tasks` (in order; `extra_info.index` is the position)."""
     return [
         {
@@ -79,6 +83,7 @@ def verl_rows(tasks: Sequence[Mapping[str, Any]], functions: str = "all") -> lis
                 "bfcl_id": task["id"],
                 "functions": functions,
                 "tools": json.dumps(tools(task, functions), ensure_ascii=False),
+                "overlong_filter": bool(overlong_filter),
             },
         }
         for i, task in enumerate(tasks)
