@@ -26,6 +26,10 @@ def _settings(args: argparse.Namespace, base: Path | None = None):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.insert(0, f"{flag}={value}")
+    if base is None and "domain=tool_use" in overrides:
+        from exit_verl.demo.tool_use import DEMO_SETTINGS  # a fresh run: the domain's sizes
+
+        overrides = [*DEMO_SETTINGS, *overrides]
     return load_config(base=base, config_file=args.config, overrides=overrides)
 
 

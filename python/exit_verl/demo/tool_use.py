@@ -3,9 +3,10 @@
 Which entries: BFCL's `base` category (no withheld functions or parameters), entries with at
 most `MAX_TURNS` user turns, each showing only the functions its ground truth calls
 (`functions="used"`), the shortest first (characters of the tool schemas and first request).
-That keeps a prompt near 1–1.5k SmolLM2 tokens, which a 135M model on two cores can prefill and
-train on within a CPU step; BFCL's full function lists are 3–8k tokens. Training entries come
-from the train split, held-out ones from the test split (`exit_verl.domains.bfcl`).
+That keeps a prompt near 500–1100 SmolLM2 tokens (with the tool template), which a 135M model
+on two cores can prefill and train on within a CPU step; BFCL's full function lists are 3–8k.
+Training entries come from the train split, held-out ones from the test split
+(`exit_verl.domains.bfcl`).
 
 verl settings the domain adds: the rows' agent loop ("exit_bfcl", set per row), the ChatML tool
 template for SmolLM2 (its own template renders no tools), and whole tool outputs up to
@@ -19,7 +20,21 @@ from typing import Any
 
 MAX_TURNS = 2
 FUNCTIONS = "used"
-TOOL_OUTPUT_CHARS = 1024
+TOOL_OUTPUT_CHARS = 256  # verl's default; tool outputs count against the response length
+# A fresh `exit-verl demo --domain tool_use` starts from these (any override still wins):
+# prompts of ~500-750 SmolLM2 tokens (the 8 shortest train entries, the 2 shortest held-out
+# ones), room for two turns of calls and outputs, the archive gate opening after step 1.
+DEMO_SETTINGS = [
+    "prompts_per_step=4",
+    "group_size=4",
+    "micro_batch_size=4",
+    "max_prompt_tokens=1536",
+    "max_new_tokens=192",
+    "train_tasks=8",
+    "eval.tasks=2",
+    "eval.iterations=4",
+    "exit.min_archive_size=4",
+]
 
 
 def short_tasks(split: str, n: int) -> list[dict[str, Any]]:
