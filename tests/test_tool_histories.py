@@ -150,6 +150,7 @@ def test_curriculum_archives_every_turn_prefix_and_replays_structured_prompts() 
     assert {len(b.history.turns) for b in batch} == {1, 2}
     for b in batch:
         assert b.prompt == b.render(cur.templates)
+        assert b.render(cur.templates, b.previous_attempt) == b.prompt  # what budgets shorten
         assert b.prompt[-1]["content"].startswith(RESTORED_NOTE)
         assert any(m.get("tool_calls") for m in b.prompt)
     # The new iterate of a replayed turn keeps its messages in the child.

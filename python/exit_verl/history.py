@@ -162,8 +162,9 @@ class History:
 
     @property
     def attempt(self) -> str | None:
-        """The latest response (the one the next step iterates on); None without turns."""
-        return self.turns[-1].response if self.turns else None
+        """The latest response as text (the one the next step iterates on; a tool-use turn's
+        calls and answer, `Turn.text`); None without turns."""
+        return self.turns[-1].text if self.turns else None
 
     @property
     def reward(self) -> float | None:
