@@ -21,19 +21,20 @@ from typing import Any
 MAX_TURNS = 2
 FUNCTIONS = "used"
 TOOL_OUTPUT_CHARS = 256  # verl's default; tool outputs count against the response length
-# A fresh `exit-verl demo --domain tool_use` starts from these (any override still wins):
-# prompts of ~500-750 SmolLM2 tokens (the 8 shortest train entries, the 2 shortest held-out
-# ones), room for two turns of calls and outputs, the archive gate opening after step 1.
+# A fresh `exit-verl demo --domain tool_use` starts from these (any override still wins). On the
+# 2-core machine a decoding step of 16 sessions with ~700-token contexts took ~2.4 s and each
+# step of K-step validation waits for its longest episode, so episodes get 96 new tokens, steps
+# 2 prompts x 4, and the eval 2 held-out entries (prompts of ~500-750 tokens: the shortest).
 DEMO_SETTINGS = [
-    "prompts_per_step=4",
+    "prompts_per_step=2",
     "group_size=4",
     "micro_batch_size=4",
     "max_prompt_tokens=1536",
-    "max_new_tokens=192",
+    "max_new_tokens=96",
     "train_tasks=8",
     "eval.tasks=2",
     "eval.iterations=4",
-    "exit.min_archive_size=4",
+    "exit.min_archive_size=2",
 ]
 
 
