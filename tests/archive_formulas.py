@@ -24,9 +24,15 @@ def expected_probabilities(
         s = np.asarray(scores, dtype=float)
         h = np.exp((s - s.max()) / temperature)  # shifted by the max: no overflow
     else:
-        h = np.asarray(scores, dtype=float) ** (1.0 / temperature)
-        if h.sum() == 0:
+        # (score / max)^(1/T): relative to the top, as softmax is (logs avoid an underflow of
+        # score / max itself); all zero is uniform.
+        s = np.asarray(scores, dtype=float)
+        top = s.max()
+        if top == 0:
             h = np.ones(n)
+        else:
+            with np.errstate(divide="ignore"):
+                h = np.exp((np.log(s) - np.log(top)) / temperature)
     p_score = h / h.sum()
     stale = (step - np.asarray(last_steps)).astype(float)
     p_stale = stale / stale.sum() if stale.sum() > 0 else np.full(n, 1.0 / n)

@@ -140,6 +140,20 @@ def _snapshot(arc):
         lambda a: a.novelty(np.ones((2, 6))),  # 12 values, but rows of 6 in a 3-d archive
         lambda a: a.novelty(np.ones((1, 3)), k=0),
         lambda a: a.novelty(np.zeros((1, 3))),
+        # Values of another kind are refused, not cast with a loss.
+        lambda a: a.add([b"x"], [1.0], parents=[1.9], embeddings=np.ones((1, 3))),
+        lambda a: a.add([b"x"], [1.0], parents=[True], embeddings=np.ones((1, 3))),
+        lambda a: a.add([b"x"], [1.0], embeddings=np.ones((1, 3)) * (1 + 1j)),
+        lambda a: a.add([b"x"], [True], embeddings=np.ones((1, 3))),
+        lambda a: a.add([b"x"], ["1.5"], embeddings=np.ones((1, 3))),
+        lambda a: a.add([b"x"], np.array([1.0], dtype=object), embeddings=np.ones((1, 3))),
+        lambda a: a.add([b"x"], [1.0 + 0j], embeddings=np.ones((1, 3))),
+        lambda a: a.update_scores([0], [1j]),
+        lambda a: a.novelty(np.ones((1, 3)) * 1j),
+        # Sizes beyond the bounds fail before allocating.
+        lambda a: a.sample(2**34, step=5),
+        lambda a: a.sample(2**61, step=5),
+        lambda a: a.sample_with_payloads(2**34, step=5),
     ],
 )
 def test_bad_input_raises_value_error_and_changes_nothing(call):
@@ -161,6 +175,9 @@ def test_bad_input_raises_value_error_and_changes_nothing(call):
         lambda a: a.get([7]),
         lambda a: a.info([-1]),
         lambda a: a.add([b"x"], [1.0], parents=[9], embeddings=np.ones((1, 3))),
+        lambda a: a.add(
+            [b"x"], [1.0], parents=np.array([2**63], np.uint64), embeddings=np.ones((1, 3))
+        ),
     ],
 )
 def test_unknown_ids_raise_key_error_and_change_nothing(call):
@@ -186,6 +203,8 @@ def test_unknown_ids_raise_key_error_and_change_nothing(call):
         {"capacity": 4, "temperature": 0.0},
         {"capacity": 4, "staleness_coef": 1.5},
         {"capacity": 4, "embedding_dim": 0},
+        {"capacity": 4, "embedding_dim": 2**61},
+        {"capacity": 4, "embedding_dim": 2**20 + 1},
         {"capacity": 4, "seed": -1},
     ],
 )
@@ -259,3 +278,59 @@ def test_threads_share_one_archive():
     stats = arc.stats()
     assert stats["next_id"] == 1 + 4 * 200 * 5
     assert stats["size"] == 4001 and stats["sampled"] == 4 * 200 * 4
+
+
+def test_sample_with_payloads_never_meets_an_eviction():
+    """Threads evict every resident while others sample: the atomic call always returns
+    resident payloads (two calls, sample then get, can lose the race)."""
+    arc = TaskArchive(8)
+    arc.add([b"0"] * 8, np.zeros(8))
+    stop = threading.Event()
+    errors = []
+
+    def writer():
+        r = 0
+        while not stop.is_set():
+            r += 1
+            first = int(arc.stats()["next_id"])
+            arc.add([str(first + i).encode() for i in range(8)], np.full(8, float(r)))
+
+    def reader():
+        try:
+            for _ in range(3000):
+                ids, payloads = arc.sample_with_payloads(4)
+                for i, p in zip(ids.tolist(), payloads, strict=True):
+                    assert p in (str(i).encode(), b"0"), (i, p)
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=reader) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join()
+    stop.set()
+    threads[0].join()
+    assert not errors, errors[0]
+
+
+def test_a_panic_raises_runtime_error_and_leaves_the_archive_unusable():
+    arc = TaskArchive(4)
+    arc.add([b"a"], [1.0])
+    with pytest.raises(RuntimeError, match="panicked"):
+        arc._core._panic_for_tests()
+    # Not a BaseException-only PanicException: an ordinary `except Exception` catches it.
+    for call in (
+        lambda: arc.sample(1),
+        lambda: arc.add([b"b"], [1.0]),
+        lambda: arc.get([0]),
+        lambda: len(arc),
+        lambda: 0 in arc,
+        lambda: arc.to_bytes(),
+        lambda: arc.config(),
+        lambda: arc.novelty(np.ones((1, 3))),
+    ):
+        with pytest.raises(RuntimeError, match="unusable"):
+            call()

@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,8 @@ import pytest
 
 from exit_verl import TaskArchive
 
-HEADER_WORDS = 21  # u64 words in a version-4 header
-VERSION = 4
+HEADER_WORDS = 21  # u64 words in a version-5 header
+VERSION = 5
 
 
 def _populated(seed=0, prioritization="rank", admission="always"):
@@ -105,8 +106,43 @@ def test_declared_huge_lengths_do_not_allocate():
                 TaskArchive.from_bytes(bytes(bad))
 
 
+def _resealed(data: bytes) -> bytes:
+    """The file with its trailer (CRC-32 and length) recomputed: checks past it are reached."""
+    body = data[:-12]
+    return body + zlib.crc32(body).to_bytes(4, "little") + len(data).to_bytes(8, "little")
+
+
+def _with_word(data: bytes, word: int, value: int) -> bytes:
+    at = 16 + 8 * word
+    return data[:at] + value.to_bytes(8, "little") + data[at + 8 :]
+
+
+def test_crafted_files_with_a_valid_checksum_are_refused():
+    # Header words: 1 embedding_dim, 11 next_id, 17 lineage floor.
+    empty = TaskArchive(4, embedding_dim=3).to_bytes()
+    wide = _resealed(_with_word(empty, 1, 2**61))  # no rows, so the sizes still add up
+    with pytest.raises(ValueError, match="invalid configuration"):
+        TaskArchive.from_bytes(wide)
+    far = _resealed(_with_word(_with_word(empty, 11, 2**64 - 2), 17, 2**64 - 2))
+    with pytest.raises(ValueError, match="id limit"):
+        TaskArchive.from_bytes(far)
+    # At the limit it loads, and the add that would pass it fails and changes nothing.
+    edge = TaskArchive.from_bytes(_resealed(_with_word(_with_word(empty, 11, 2**63), 17, 2**63)))
+    before = edge.to_bytes()
+    with pytest.raises(ValueError, match="id space"):
+        edge.add([b"x"], [1.0], embeddings=np.ones((1, 3)))
+    assert edge.to_bytes() == before
+
+
 @pytest.mark.parametrize(
-    ("name", "version"), [("prop_emb.snap", 1), ("pinned_v2.snap", 2), ("softmax_v3.snap", 3)]
+    ("name", "version"),
+    [
+        ("prop_emb.snap", 1),
+        ("pinned_v2.snap", 2),
+        ("softmax_v3.snap", 3),
+        ("softmax_v4.snap", 4),
+        ("proportional_v4.snap", 4),
+    ],
 )
 def test_older_snapshot_versions_still_load(tmp_path, name, version):
     corpus = Path(__file__).parent.parent / "rust/exit-archive/fuzz/corpus/snapshot_load"

@@ -59,6 +59,46 @@ def test_workers_share_one_archive(local_ray, tmp_path) -> None:
     assert ray.get(restored.to_bytes.remote()) == local.to_bytes()
 
 
+@ray.remote(num_cpus=0)
+def evicting_writer(name: str, rounds: int) -> int:
+    archive = ray.get_actor(name)
+    rng = np.random.default_rng(0)
+    for r in range(rounds):
+        scores = rng.random(8) + r  # every batch outranks the residents: all are evicted
+        payloads = [f"id-{8 + 8 * r + i}".encode() for i in range(8)]  # their ids
+        ray.get(archive.add.remote(payloads, scores))
+    return rounds
+
+
+@ray.remote(num_cpus=0)
+def payload_reader(name: str, rounds: int) -> list[str]:
+    archive = ray.get_actor(name)
+    errors = []
+    for _ in range(rounds):
+        try:
+            ids, payloads = ray.get(archive.sample_with_payloads.remote(16, step=0))
+        except ray.exceptions.RayTaskError as e:
+            errors.append(repr(e.as_instanceof_cause()))
+            continue
+        for i, p in zip(ids.tolist(), payloads, strict=True):
+            if p != f"id-{i}".encode():
+                errors.append(f"id {i} came with payload {p!r}")
+    return errors
+
+
+def test_sample_with_payloads_is_atomic_under_concurrent_eviction(local_ray) -> None:
+    """With max_concurrency > 1 the actor runs calls on several threads: an eviction between
+    the draw and the read must not be possible."""
+    name = "evicted-archive"
+    archive = ArchiveActor.remote(8, name=name, max_concurrency=4)
+    ray.get(archive.add.remote([f"id-{i}".encode() for i in range(8)], np.full(8, -1.0)))
+    writer = evicting_writer.remote(name, 300)  # one writer: ids 8, 9, ... in order
+    readers = [payload_reader.remote(name, 400) for _ in range(2)]
+    ray.get(writer)
+    errors = [e for r in ray.get(readers) for e in r]
+    assert not errors, f"{len(errors)} failed reads, first: {errors[0]}"
+
+
 def test_errors_cross_the_actor_boundary(local_ray) -> None:
     with pytest.raises(ValueError):
         ArchiveActor.remote(0)

@@ -33,7 +33,9 @@ class TaskArchive:
     rejected instead: it gets an id and lineage but never becomes resident
     (``stats()["rejected"]`` counts them). Ids count up from 0 and are never reused. Errors:
     malformed input raises ValueError, an unknown id raises KeyError, and a failed call
-    changes nothing. Every method may be called from several threads.
+    changes nothing. Every method may be called from several threads. Should an operation
+    ever panic inside the Rust core (a bug), it raises RuntimeError and the archive refuses
+    every later call (its state may be half updated): reload it from a snapshot.
     """
 
     __slots__ = ("_core",)
@@ -91,6 +93,12 @@ class TaskArchive:
         """Draw k ids i.i.d. with replacement; marks them sampled at ``step``."""
         return self._core.sample(k, step)
 
+    def sample_with_payloads(self, k: int, *, step: int = 0) -> tuple[np.ndarray, list[bytes]]:
+        """``sample`` and the payloads of the drawn ids in one atomic call: no concurrent
+        eviction can come between the draw and the read (``get(sample(k))`` in two calls
+        can raise KeyError when another thread adds in between)."""
+        return self._core.sample_with_payloads(k, step)
+
     def remove(self, ids: Any) -> None:
         """Remove resident ids (their lineage is kept)."""
         self._core.remove(ids)
@@ -139,16 +147,15 @@ class TaskArchive:
         inserts and evictions) scanning the ``nprobe`` nearest lists; check its quality on
         your data with :meth:`novelty_recall`.
         """
-        if not approximate or len(self) == 0:
+        if not approximate:
             return self._core.novelty(queries, k)
         return self._core.novelty_approx(queries, k, nprobe, nlist)
 
     def novelty_recall(
         self, queries: Any, k: int = 8, *, nprobe: int = DEFAULT_NPROBE, nlist: int | None = None
     ) -> float:
-        """Recall@k of the approximate search against the exact one on these queries."""
-        if len(self) == 0:
-            raise ValueError("novelty_recall needs a non-empty archive")
+        """Recall@k of the approximate search against the exact one on these queries (an
+        empty archive raises ValueError)."""
         recall, _ = self._core.novelty_recall(queries, k, nprobe, nlist)
         return float(recall)
 

@@ -13,8 +13,9 @@ per-call overhead), so batch your calls.
     ids = ray.get(archive.add.remote(payloads, scores, step=3))
     same = ray.get_actor("exit-archive")  # from any other process of the cluster
 
-Method calls run one at a time in the actor by default (each call is atomic); pass
-`max_concurrency > 1` to let long calls such as novelty overlap — the archive is thread-safe.
+Method calls run one at a time in the actor by default; pass `max_concurrency > 1` to let
+long calls such as novelty overlap. Each method is one call of the thread-safe archive, so it
+is atomic either way (`sample_with_payloads` included).
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ class ArchiveHost:
         return self.archive.sample(k, step=step)
 
     def sample_with_payloads(self, k: int, *, step: int = 0) -> tuple[np.ndarray, list[bytes]]:
-        """Sample and fetch in one round trip."""
-        ids = self.archive.sample(k, step=step)
-        return ids, self.archive.get(ids)
+        """Sample and fetch in one round trip, atomically (no eviction in between, also with
+        `max_concurrency > 1`)."""
+        return self.archive.sample_with_payloads(k, step=step)
 
     def get(self, ids: Any) -> list[bytes]:
         return self.archive.get(ids)

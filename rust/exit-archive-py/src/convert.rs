@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use numpy::ndarray::{Dimension, Ix1, Ix2, IxDyn};
 use numpy::{
     AllowTypeChange, Element, PyArray1, PyArrayDescrMethods, PyArrayLike, PyArrayMethods,
-    PyUntypedArrayMethods,
+    PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
@@ -106,37 +106,91 @@ impl<'py, T: Element + Copy, D: Dimension> Array<'py, T, D> {
     }
 }
 
-fn array<'a, 'py, T: Element + 'py, D: Dimension + 'py>(
-    ob: Borrowed<'a, 'py, PyAny>,
+/// Numeric dtype kinds: signed and unsigned integers, floats.
+const NUMBERS: &[u8] = b"iuf";
+/// Integer dtype kinds.
+const INTEGERS: &[u8] = b"iu";
+
+/// `ob` as a numpy array without any cast (an array as it is, anything else through
+/// `np.asarray`), refused unless its dtype kind is one of `kinds`: a value of another kind
+/// (float parents, complex embeddings, strings, bools, objects) would be cast with a loss.
+/// An empty array passes whatever its dtype (`[]` is float64 to numpy).
+fn uncast<'py>(
+    ob: Borrowed<'_, 'py, PyAny>,
+    kinds: &[u8],
+    what: &str,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    let arr = match ob.cast::<PyUntypedArray>() {
+        Ok(a) => a.to_owned(),
+        Err(_) => {
+            let np = ob.py().import("numpy")?;
+            np.call_method1("asarray", (ob,))
+                .map_err(|e| invalid(what, e))?
+                .cast_into::<PyUntypedArray>()?
+        }
+    };
+    if arr.len() > 0 && !kinds.contains(&arr.dtype().kind()) {
+        return Err(PyValueError::new_err(format!(
+            "{what}, got dtype {}",
+            arr.dtype()
+        )));
+    }
+    Ok(arr)
+}
+
+fn array<'py, T: Element + 'py, D: Dimension + 'py>(
+    ob: Borrowed<'_, 'py, PyAny>,
+    kinds: &[u8],
     what: &str,
 ) -> PyResult<Array<'py, T, D>>
 where
-    Vec<T>: FromPyObject<'a, 'py>,
+    for<'a> Vec<T>: FromPyObject<'a, 'py>,
 {
-    ob.extract::<PyArrayLike<'py, T, D, AllowTypeChange>>()
+    let arr = uncast(ob, kinds, what)?;
+    arr.as_any()
+        .as_borrowed()
+        .extract::<PyArrayLike<'py, T, D, AllowTypeChange>>()
         .map(Array)
         .map_err(|e| invalid(what, e))
 }
 
-/// Scores: a 1-D float64 array-like.
+/// Scores: a 1-D array-like of real numbers, as float64.
 pub(crate) struct Scores<'py>(pub Array<'py, f64, Ix1>);
 
 impl<'a, 'py> FromPyObject<'a, 'py> for Scores<'py> {
     type Error = PyErr;
 
     fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        array(ob, "scores must be a 1-D array of numbers").map(Scores)
+        array(ob, NUMBERS, "scores must be a 1-D array of real numbers").map(Scores)
     }
 }
 
-/// Parents: a 1-D int64 array-like (-1: none).
-pub(crate) struct Parents<'py>(pub Array<'py, i64, Ix1>);
+/// Parents: a 1-D array-like of integers, -1 for none. Ids above the int64 range cannot
+/// name an entry (ids stay below 2^63): KeyError.
+pub(crate) struct Parents(pub Vec<i64>);
 
-impl<'a, 'py> FromPyObject<'a, 'py> for Parents<'py> {
+impl<'a, 'py> FromPyObject<'a, 'py> for Parents {
     type Error = PyErr;
 
     fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        array(ob, "parents must be a 1-D array of integers").map(Parents)
+        const WHAT: &str = "parents must be a 1-D array of integers (-1: none)";
+        let arr = uncast(ob, INTEGERS, WHAT)?;
+        if arr.ndim() != 1 {
+            return Err(PyValueError::new_err(format!(
+                "{WHAT}, got shape {:?}",
+                arr.shape()
+            )));
+        }
+        if arr.len() > 0 && arr.dtype().kind() == b'u' {
+            let wide: Array<'py, u64, Ix1> = array(arr.as_any().as_borrowed(), INTEGERS, WHAT)?;
+            let values = wide.values();
+            if let Some(&big) = values.iter().find(|&&p| p > i64::MAX as u64) {
+                return Err(PyKeyError::new_err(big));
+            }
+            return Ok(Parents(values.iter().map(|&p| p as i64).collect()));
+        }
+        let narrow: Array<'py, i64, Ix1> = array(arr.as_any().as_borrowed(), INTEGERS, WHAT)?;
+        Ok(Parents(narrow.values().into_owned()))
     }
 }
 
@@ -147,7 +201,12 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Rows<'py> {
     type Error = PyErr;
 
     fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        array(ob, "embeddings must be a 2-D array of numbers").map(Rows)
+        array(
+            ob,
+            NUMBERS,
+            "embeddings must be a 2-D array of real numbers",
+        )
+        .map(Rows)
     }
 }
 
@@ -174,7 +233,8 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Queries<'py> {
     type Error = PyErr;
 
     fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        let q: Array<'py, f32, IxDyn> = array(ob, "queries must be an array of numbers")?;
+        let q: Array<'py, f32, IxDyn> =
+            array(ob, NUMBERS, "queries must be an array of real numbers")?;
         if !(1..=2).contains(&q.shape().len()) {
             return Err(PyValueError::new_err(format!(
                 "queries must be 1-D or 2-D, got shape {:?}",
@@ -215,7 +275,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Ids<'py> {
         let arr = np
             .call_method1("asarray", (ob,))
             .map_err(|e| invalid("ids must be a 1-D sequence of integers", e))?;
-        let arr = arr.cast::<numpy::PyUntypedArray>()?;
+        let arr = arr.cast::<PyUntypedArray>()?;
         if arr.ndim() != 1 {
             return Err(PyValueError::new_err(format!(
                 "ids must be 1-D, got shape {:?}",

@@ -6,7 +6,7 @@
 //! - the planner (planner.rs) decides what a batch insertion evicts or rejects.
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{try_with_capacity, Error, Result};
 use crate::lineage::{Lineage, LineageLog, NOT_PLACED};
 use crate::novelty;
 use crate::planner;
@@ -175,7 +175,7 @@ impl Archive {
         validate::add(
             &self.cfg,
             first,
-            |p| self.log.get(p).is_some(),
+            |p| self.log.get(p).map(|r| r.depth),
             payloads,
             scores,
             parents,
@@ -225,8 +225,11 @@ impl Archive {
         for v in victims {
             self.log.release(v.id);
         }
-        self.counters.evicted += (plan.victims + plan.evicted_new) as u64;
-        self.counters.rejected += plan.rejected as u64;
+        let c = &mut self.counters;
+        c.evicted = c
+            .evicted
+            .saturating_add((plan.victims + plan.evicted_new) as u64);
+        c.rejected = c.rejected.saturating_add(plan.rejected as u64);
         Ok((first..first + m as u64).collect())
     }
 
@@ -269,7 +272,7 @@ impl Archive {
             }
             self.log.release(id);
         }
-        self.counters.removed += ids.len() as u64;
+        self.counters.removed = self.counters.removed.saturating_add(ids.len() as u64);
         Ok(())
     }
 
@@ -279,24 +282,47 @@ impl Archive {
     }
 
     /// Draws `k` ids i.i.d. from the sampling law at call start, then marks them sampled at
-    /// `step` (last_step = step, times_sampled + 1).
+    /// `step` (last_step = step, times_sampled + 1). `k` is at most [`crate::MAX_SAMPLE`].
     pub fn sample(&mut self, k: usize, step: u64) -> Result<Vec<u64>> {
+        validate::sample_size(k)?;
+        let mut ids = try_with_capacity(k, "drawn ids")?;
+        let slots = self.sample_slots(k, step)?;
+        ids.extend(slots.iter().map(|&s| self.residents.id(s as usize)));
+        Ok(ids)
+    }
+
+    /// `sample`, and the payloads of the drawn ids, in one call: under a lock held for the
+    /// call, no eviction can come between the draw and the read.
+    pub fn sample_with_payloads(&mut self, k: usize, step: u64) -> Result<(Vec<u64>, Vec<&[u8]>)> {
+        validate::sample_size(k)?;
+        let mut ids = try_with_capacity(k, "drawn ids")?;
+        let mut payloads = try_with_capacity(k, "payload views")?;
+        let slots = self.sample_slots(k, step)?;
+        ids.extend(slots.iter().map(|&s| self.residents.id(s as usize)));
+        payloads.extend(slots.iter().map(|&s| self.residents.payload(s as usize)));
+        Ok((ids, payloads))
+    }
+
+    /// The drawn slots, marked sampled; ids and payloads are read from them.
+    fn sample_slots(&mut self, k: usize, step: u64) -> Result<Vec<u32>> {
         if self.is_empty() {
             return crate::error::invalid("cannot sample from an empty archive");
         }
         validate::step(step, self.max_last_step())?;
-        let slots = self.priorities.draw(&mut self.rng, k, step);
+        validate::sample_size(k)?;
+        // Allocated before anything changes (as the callers' outputs are), so a failure
+        // changes nothing.
+        let mut slots = try_with_capacity(k, "drawn slots")?;
+        self.priorities.draw(&mut self.rng, k, step, &mut slots);
         self.priorities.touch(&slots, step);
-        let mut out = Vec::with_capacity(k);
         for (i, &slot) in slots.iter().enumerate() {
             if let Some(&ahead) = slots.get(i + 8) {
                 self.residents.prefetch(ahead as usize);
             }
             self.residents.mark_sampled(slot as usize);
-            out.push(self.residents.id(slot as usize));
         }
-        self.counters.sampled += k as u64;
-        Ok(out)
+        self.counters.sampled = self.counters.sampled.saturating_add(k as u64);
+        Ok(slots)
     }
 
     /// The sampling probability of every resident at `step`, by ascending id. O(n log n);

@@ -6,7 +6,8 @@ use crate::novelty::Metric;
 pub enum Prioritization {
     /// h = (1/rank)^(1/temperature), rank 1 = highest score, ties by smaller id.
     Rank,
-    /// h = score^(1/temperature); scores must be >= 0; all zero samples uniformly.
+    /// h = score^(1/temperature), computed as (score/max)^(1/temperature) so that it never
+    /// overflows; scores must be >= 0; all zero samples uniformly.
     Proportional,
     /// h = exp(score / temperature) (the ExIt paper's κ = 1/temperature); any finite score.
     Softmax,
@@ -88,6 +89,18 @@ impl Metric {
 /// Largest capacity: slots are addressed with u32 and one value is reserved.
 pub const MAX_CAPACITY: usize = u32::MAX as usize - 1;
 
+/// Largest `embedding_dim`: 2^20 f32 values (4 MiB) per row, so that no size derived from it
+/// (rows × dim, a row's bytes) can overflow.
+pub const MAX_EMBEDDING_DIM: usize = 1 << 20;
+
+/// Ids are below 2^63: every id fits an int64 (the Python API names parents with int64 and
+/// -1 for none), and `u64::MAX` stays free as the snapshot's "no parent". An `add` that would
+/// pass this limit fails; a snapshot whose next id exceeds it is refused.
+pub const ID_LIMIT: u64 = 1 << 63;
+
+/// Most ids one `sample` call draws: draws are indexed with u32.
+pub const MAX_SAMPLE: usize = u32::MAX as usize;
+
 /// Archive options; see the crate docs for the sampling formulas.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -135,8 +148,12 @@ impl Config {
                 self.capacity
             ));
         }
-        if self.embedding_dim == Some(0) {
-            return invalid("embedding_dim must be positive");
+        if let Some(dim) = self.embedding_dim {
+            if !(1..=MAX_EMBEDDING_DIM).contains(&dim) {
+                return invalid(format!(
+                    "embedding_dim must be in [1, {MAX_EMBEDDING_DIM}], got {dim}"
+                ));
+            }
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return invalid(format!(

@@ -38,3 +38,12 @@ impl From<std::io::Error> for Error {
 pub(crate) fn invalid<T>(msg: impl Into<String>) -> Result<T> {
     Err(Error::Invalid(msg.into()))
 }
+
+/// An empty vector with room for `n` values, or `Error::Invalid` when that much memory cannot
+/// be had (sizes chosen by the caller must not abort the process).
+pub(crate) fn try_with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| Error::Invalid(format!("cannot allocate {what} for {n} values")))?;
+    Ok(v)
+}

@@ -101,9 +101,20 @@ impl IvfIndex {
         }
         let resident = |id: &u64| archive.contains(*id);
         self.lists.par_iter_mut().for_each(|l| l.retain(resident));
-        let new_ids: Vec<u64> = (self.synced_to..archive.next_id())
-            .filter(|id| resident(id))
-            .collect();
+        // Ids inserted since the last sync that are resident: walk that id range, or the
+        // residents when the range is longer (a first sync after a long run).
+        let since = self.synced_to;
+        let new_ids: Vec<u64> = if archive.next_id() - since > n as u64 {
+            archive
+                .ids()
+                .into_iter()
+                .filter(|&id| id >= since)
+                .collect()
+        } else {
+            (since..archive.next_id())
+                .filter(|id| resident(id))
+                .collect()
+        };
         self.synced_to = archive.next_id();
         if new_ids.is_empty() {
             return Ok(());

@@ -10,7 +10,9 @@
 //! Sampling probability of a resident `i` at `step`, with `n` residents:
 //! - rank: sort by score descending (ties: smaller id first); rank `r` (1-based) has
 //!   `h = (1/r)^(1/temperature)`;
-//! - proportional: `h = score^(1/temperature)` (scores >= 0; all zero samples uniformly);
+//! - proportional: `h = score^(1/temperature)` (scores >= 0; all zero samples uniformly;
+//!   computed relative to the highest score, `(score/max)^(1/temperature)`, so it neither
+//!   overflows nor underflows the top);
 //! - softmax: `h = exp(score/temperature)` (any finite score; computed shifted by the highest
 //!   score, so it never overflows);
 //! - `P_S = h / Σh`, `P_C(i) = (step − last_step_i) / Σ_j (step − last_step_j)` (uniform when
@@ -56,7 +58,9 @@ mod snapshot;
 mod validate;
 
 pub use archive::{Archive, EntryInfo, Stats};
-pub use config::{Admission, Config, Prioritization, MAX_CAPACITY};
+pub use config::{
+    Admission, Config, Prioritization, ID_LIMIT, MAX_CAPACITY, MAX_EMBEDDING_DIM, MAX_SAMPLE,
+};
 pub use error::{Error, Result};
 pub use ivf::{default_nlist, IvfIndex};
 pub use lineage::{Lineage, LINEAGE_BYTES_PER_ID};

@@ -179,7 +179,8 @@ impl Residents {
     }
 
     pub(crate) fn mark_sampled(&mut self, slot: usize) {
-        self.records[slot].times_sampled += 1;
+        let r = &mut self.records[slot];
+        r.times_sampled = r.times_sampled.saturating_add(1);
     }
 
     /// Drops the resident at `slot`; the last slot's resident moves into it. Returns the id

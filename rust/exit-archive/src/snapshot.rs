@@ -21,18 +21,19 @@ use std::path::{Path, PathBuf};
 use bytemuck::Pod;
 
 use crate::archive::{Archive, Counters};
+use crate::config::ID_LIMIT;
 use crate::config::{Admission, Config, Prioritization};
 use crate::error::{Error, Result};
 use crate::lineage::{LineageLog, LogRecord, NOT_PLACED, NO_PARENT};
 use crate::novelty::Metric;
-use crate::priorities::{Priorities, SOFTMAX_SLACK};
+use crate::priorities::{weight_ref_fits, Priorities};
 use crate::residents::{sq_norm, Record, Residents};
 use crate::rng::Rng;
 
 const MAGIC: &[u8; 8] = b"EXITARC\0";
 /// Version 2 added pinned lineage, 3 softmax, admission and their header words, 4 the rank
-/// order of residents (so loading needs no sort).
-const VERSION: u32 = 4;
+/// order of residents (so loading needs no sort), 5 the weight reference of proportional mode.
+const VERSION: u32 = 5;
 const PREFIX_LEN: usize = 16;
 const TRAILER_LEN: usize = 12;
 /// Read granularity: each chunk is checksummed (and its embedding rows checked) right after
@@ -41,6 +42,9 @@ const TRAILER_LEN: usize = 12;
 const CHUNK: usize = 1 << 20;
 /// Files at least this long are checksummed on a second thread while the first reads on.
 const PIPELINE_MIN_LEN: u64 = 8 << 20;
+
+#[cfg(test)]
+mod mutations;
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("snapshots are written as raw little-endian arrays");
@@ -68,7 +72,7 @@ enum Word {
     LineageFloor,
     Pinned,
     Rejected,
-    SoftmaxRef,
+    WeightRef,
 }
 
 const HEADER: [(Word, u32); 21] = [
@@ -92,7 +96,7 @@ const HEADER: [(Word, u32); 21] = [
     (Word::LineageFloor, 1),
     (Word::Pinned, 2),
     (Word::Rejected, 3),
-    (Word::SoftmaxRef, 3),
+    (Word::WeightRef, 3),
 ];
 
 /// Header words of a version, by `Word` (absent ones read as 0).
@@ -443,7 +447,7 @@ impl Archive {
             Word::LineageFloor => self.log.base(),
             Word::Pinned => self.log.pinned().len() as u64,
             Word::Rejected => self.counters.rejected,
-            Word::SoftmaxRef => self.priorities.softmax_ref().to_bits(),
+            Word::WeightRef => self.priorities.weight_ref().to_bits(),
         })
     }
 
@@ -545,8 +549,8 @@ impl Archive {
 
     fn read_from<R: Read>(inner: R, file_len: u64) -> Result<Archive> {
         let (header, mut columns, verified) = read(inner, file_len)?;
-        validate(&header, &mut columns, &verified)?;
-        Ok(build(&header, columns, verified.sq_norms))
+        let weight_ref = validate(&header, &mut columns, &verified)?;
+        Ok(build(&header, columns, verified.sq_norms, weight_ref))
     }
 }
 
@@ -665,13 +669,16 @@ fn config(h: &Header) -> Result<Config> {
 
 /// Step 2: every value, checked once, in one place. Fills in what older versions lack (the
 /// rank order) so that `build` can trust the columns.
-fn validate(h: &Header, cols: &mut Columns, verified: &Verifier) -> Result<()> {
+fn validate(h: &Header, cols: &mut Columns, verified: &Verifier) -> Result<f64> {
     let cfg = config(h)?;
     if Rng::from_state([Word::Rng0, Word::Rng1, Word::Rng2, Word::Rng3].map(|w| h.get(w))).is_none()
     {
         return corrupt("invalid RNG state");
     }
     let (next_id, base) = (h.get(Word::NextId), h.get(Word::LineageFloor));
+    if next_id > ID_LIMIT {
+        return corrupt("next id beyond the id limit 2^63");
+    }
     let n = h.get(Word::Residents) as usize;
     if n > cfg.capacity || n as u64 > next_id {
         return corrupt("more residents than capacity or ids");
@@ -764,6 +771,11 @@ fn validate(h: &Header, cols: &mut Columns, verified: &Verifier) -> Result<()> {
     if crate::validate::scores(&scores, cfg.prioritization).is_err() {
         return corrupt("invalid score");
     }
+    if let (Column::U64(added), Column::U64(last)) = (get(Col::AddedStep), get(Col::LastStep)) {
+        if added.iter().zip(last).any(|(a, l)| l < a) {
+            return corrupt("a resident's last step is before its added step");
+        }
+    }
     if lens.iter().map(|&l| l as u64).sum::<u64>() != h.get(Word::PayloadBytes)
         || lens.iter().any(|&l| l as usize > cfg.max_payload_bytes)
     {
@@ -806,23 +818,40 @@ fn validate(h: &Header, cols: &mut Columns, verified: &Verifier) -> Result<()> {
         }
     };
     cols.0[Col::RankOrder as usize] = Column::U32(order);
-    let softmax_ref = f64::from_bits(h.get(Word::SoftmaxRef));
-    if !softmax_ref.is_finite() {
-        return corrupt("invalid softmax reference");
-    }
-    if cfg.prioritization == Prioritization::Softmax {
-        if let Some(top) = scores.iter().copied().reduce(f64::max) {
-            let x = (top - softmax_ref) / cfg.temperature;
-            if !(-SOFTMAX_SLACK..=SOFTMAX_SLACK).contains(&x) {
-                return corrupt("softmax reference far from the highest score");
+    // The weight reference: versions before 5 had one for softmax only.
+    let top = scores.iter().copied().reduce(f64::max);
+    let mode = cfg.prioritization;
+    let stored = f64::from_bits(h.get(Word::WeightRef));
+    let weight_ref = match mode {
+        Prioritization::Proportional if h.version < 5 => {
+            let initial = crate::priorities::initial_weight_ref(mode);
+            match top {
+                Some(top) if !weight_ref_fits(mode, cfg.temperature, initial, top) => top,
+                _ => initial,
             }
         }
-    }
-    Ok(())
+        Prioritization::Rank => {
+            if !stored.is_finite() {
+                return corrupt("invalid weight reference");
+            }
+            stored
+        }
+        _ => {
+            let fits = match top {
+                Some(top) => weight_ref_fits(mode, cfg.temperature, stored, top),
+                None => weight_ref_fits(mode, cfg.temperature, stored, stored),
+            };
+            if !fits {
+                return corrupt("weight reference invalid or far from the highest score");
+            }
+            stored
+        }
+    };
+    Ok(weight_ref)
 }
 
 /// Step 3: the archive, from validated columns.
-fn build(h: &Header, mut cols: Columns, sq_norms: Vec<f32>) -> Archive {
+fn build(h: &Header, mut cols: Columns, sq_norms: Vec<f32>, weight_ref: f64) -> Archive {
     let cfg = config(h).expect("validated");
     let base = h.get(Word::LineageFloor);
     let (parent, root, depth) = (
@@ -889,14 +918,7 @@ fn build(h: &Header, mut cols: Columns, sq_norms: Vec<f32>) -> Archive {
         sq_norms,
     );
     let order = cols.u32s(Col::RankOrder);
-    let priorities = Priorities::from_ranked(
-        &cfg,
-        &ids,
-        scores,
-        last,
-        &order,
-        f64::from_bits(h.get(Word::SoftmaxRef)),
-    );
+    let priorities = Priorities::from_ranked(&cfg, &ids, scores, last, &order, weight_ref);
     let rng = Rng::from_state([Word::Rng0, Word::Rng1, Word::Rng2, Word::Rng3].map(|w| h.get(w)))
         .expect("validated");
     Archive {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::config::{Config, Prioritization};
+use crate::config::{Config, Prioritization, ID_LIMIT, MAX_SAMPLE};
 use crate::error::{invalid, Error, Result};
 use crate::novelty::Metric;
 use crate::residents::sq_norm;
@@ -35,17 +35,26 @@ pub(crate) fn vectors(values: &[f32], dim: usize, metric: Metric, what: &str) ->
     Ok(())
 }
 
-/// The arguments of `add`. `known(p)` says whether id `p` (below `next_id`) has lineage.
+/// The arguments of `add`. `depth(p)` is the lineage depth of id `p` (below `next_id`), None
+/// when its lineage is not kept.
 pub(crate) fn add(
     cfg: &Config,
     next_id: u64,
-    known: impl Fn(u64) -> bool,
+    depth: impl Fn(u64) -> Option<u32>,
     payloads: &[&[u8]],
     scores: &[f64],
     parents: Option<&[i64]>,
     embeddings: Option<&[f32]>,
 ) -> Result<()> {
     let m = payloads.len();
+    if next_id
+        .checked_add(m as u64)
+        .map_or(true, |end| end > ID_LIMIT)
+    {
+        return invalid(format!(
+            "the id space is exhausted: ids must stay below 2^63, next id is {next_id}"
+        ));
+    }
     if scores.len() != m {
         return invalid(format!("got {m} payloads but {} scores", scores.len()));
     }
@@ -70,13 +79,19 @@ pub(crate) fn add(
             }
             let p = p as u64;
             // A parent inserted earlier in this batch is known too.
-            let ok = if p >= next_id {
-                p < next_id + i as u64
-            } else {
-                known(p)
-            };
-            if !ok {
-                return Err(Error::UnknownId(p));
+            if p >= next_id {
+                if p >= next_id + i as u64 {
+                    return Err(Error::UnknownId(p));
+                }
+                continue;
+            }
+            // A chain inside the batch adds at most m generations to a known parent's depth.
+            match depth(p) {
+                None => return Err(Error::UnknownId(p)),
+                Some(d) if d as u64 + m as u64 >= u32::MAX as u64 => {
+                    return invalid(format!("lineage depth would exceed {}", u32::MAX))
+                }
+                Some(_) => {}
             }
         }
     }
@@ -122,6 +137,14 @@ pub(crate) fn step(step: u64, max_last_step: u64) -> Result<()> {
         return invalid(format!(
             "step {step} is smaller than a resident's last_step {max_last_step}"
         ));
+    }
+    Ok(())
+}
+
+/// `k` of `sample`.
+pub(crate) fn sample_size(k: usize) -> Result<()> {
+    if k > MAX_SAMPLE {
+        return invalid(format!("k must be at most {MAX_SAMPLE}, got {k}"));
     }
     Ok(())
 }

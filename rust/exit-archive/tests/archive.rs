@@ -171,6 +171,100 @@ fn softmax_probabilities_are_the_shifted_closed_form() {
     a.check_invariants();
 }
 
+/// Proportional weights relative to the highest score, `h = (score / max)^(1/T)` (all zero:
+/// uniform), exact while the top moves far up and down: no overflow, no underflow of the top.
+#[test]
+fn proportional_probabilities_are_relative_to_the_top_score() {
+    let expected = |scores: &[f64], t: f64| -> Vec<f64> {
+        let top = scores.iter().copied().fold(0.0, f64::max);
+        let h: Vec<f64> = scores
+            .iter()
+            .map(|&s| match (top, s) {
+                (0.0, _) => 1.0,
+                (_, 0.0) => 0.0,
+                // (s / top)^(1/T), without the underflow of s / top itself.
+                _ => ((s.ln() - top.ln()) / t).exp(),
+            })
+            .collect();
+        let total: f64 = h.iter().sum();
+        h.iter().map(|x| x / total).collect()
+    };
+    // Weights are kept relative to a reference within e^±256 of the top, so a probability
+    // more than e^-450 (1e-195) below the top's may read as 0.
+    let close = |got: &[(u64, f64)], want: &[f64]| {
+        for ((_, g), w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 1e-12 * w + 1e-190, "{got:?} vs {want:?}");
+        }
+    };
+    for t in [1.0, 0.5, 3.0, 0.01] {
+        for scores in [
+            vec![2000.0, 1.0, 0.5],
+            vec![1e-5, 1e-6, 0.0],
+            vec![0.0, 0.0, 0.0],
+            vec![1e300, 1e-300, 5.0],
+            vec![5e-324, 0.0, 1e-320],
+        ] {
+            let mut cfg = Config::new(8);
+            cfg.prioritization = Prioritization::Proportional;
+            cfg.temperature = t;
+            let mut a = Archive::new(cfg).unwrap();
+            add_scores(&mut a, &scores, 0);
+            close(&a.probabilities(0).unwrap(), &expected(&scores, t));
+            // The top falls far below the rest, then leaves.
+            a.update_scores(&[0], &[scores[0] * 1e-200]).unwrap();
+            let mut now = scores.clone();
+            now[0] *= 1e-200;
+            close(&a.probabilities(0).unwrap(), &expected(&now, t));
+            a.remove(&[0]).unwrap();
+            close(&a.probabilities(0).unwrap(), &expected(&now[1..], t));
+            a.check_invariants();
+        }
+    }
+    // Low temperature: the top entry takes every draw (score^(1/T) alone overflows to inf,
+    // or underflows to 0 for small scores, which made draws uniform).
+    for scores in [[2000.0, 1.0, 0.5], [1e-5, 1e-6, 0.0]] {
+        let mut cfg = Config::new(8);
+        cfg.prioritization = Prioritization::Proportional;
+        cfg.temperature = 0.01;
+        let mut a = Archive::new(cfg).unwrap();
+        add_scores(&mut a, &scores, 0);
+        assert!(a.sample(1000, 0).unwrap().iter().all(|&id| id == 0));
+    }
+}
+
+/// Sizes that come from the caller are bounded: they fail as invalid input, never abort on
+/// allocation, and change nothing.
+#[test]
+fn caller_sizes_are_bounded() {
+    let mut a = archive(4);
+    add_scores(&mut a, &[1.0, 2.0], 0);
+    let before = a.to_bytes();
+    for k in [exit_archive::MAX_SAMPLE + 1, 1 << 34, 1 << 61, usize::MAX] {
+        assert!(matches!(a.sample(k, 0), Err(Error::Invalid(_))), "{k}");
+        assert!(matches!(
+            a.sample_with_payloads(k, 0),
+            Err(Error::Invalid(_))
+        ));
+    }
+    assert_eq!(a.to_bytes(), before);
+    for dim in [exit_archive::MAX_EMBEDDING_DIM + 1, 1 << 61, usize::MAX] {
+        let mut cfg = Config::new(4);
+        cfg.embedding_dim = Some(dim);
+        assert!(matches!(Archive::new(cfg), Err(Error::Invalid(_))), "{dim}");
+    }
+}
+
+#[test]
+fn sample_with_payloads_is_sample_then_get() {
+    let mut a = archive(8);
+    add_scores(&mut a, &[0.1, 0.5, 0.2, 0.9], 0);
+    let mut b = a.clone();
+    let (ids, payloads) = a.sample_with_payloads(50, 3).unwrap();
+    assert_eq!(ids, b.sample(50, 3).unwrap());
+    assert_eq!(payloads, b.get(&ids).unwrap());
+    assert_eq!(a.to_bytes(), b.to_bytes());
+}
+
 #[test]
 fn not_below_min_rejects_but_keeps_ids_and_lineage() {
     let mut cfg = Config::new(2);
@@ -633,4 +727,34 @@ fn forget_lineage_bounds_the_log_and_survives_snapshots() {
         a.lineage(&[0, 2999, child[0]]).unwrap()
     );
     assert_eq!(b.to_bytes(), a.to_bytes());
+}
+
+/// Snapshots of every earlier version load; a version-4 file continues exactly as the
+/// archive that wrote it would have (its next draws were recorded when it was written).
+#[test]
+fn older_snapshot_versions_load_and_continue() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/snapshot_load");
+    for (name, version) in [
+        ("rank.snap", 1),
+        ("prop_emb.snap", 1),
+        ("pinned_v2.snap", 2),
+        ("softmax_v3.snap", 3),
+        ("softmax_v4.snap", 4),
+        ("proportional_v4.snap", 4),
+    ] {
+        let bytes = std::fs::read(corpus.join(name)).unwrap();
+        assert_eq!(bytes[8..12], (version as u32).to_le_bytes(), "{name}");
+        let a = Archive::from_bytes(&bytes).unwrap();
+        a.check_invariants();
+        assert!(!a.is_empty(), "{name}");
+        let again = Archive::from_bytes(&a.to_bytes()).unwrap();
+        assert_eq!(again.to_bytes(), a.to_bytes());
+    }
+    for (name, next) in [
+        ("softmax_v4.snap", [2, 2, 24, 5, 18, 5]),
+        ("proportional_v4.snap", [2, 2, 24, 5, 26, 5]),
+    ] {
+        let mut a = Archive::load(corpus.join(name)).unwrap();
+        assert_eq!(a.sample(6, 20).unwrap(), next, "{name}");
+    }
 }

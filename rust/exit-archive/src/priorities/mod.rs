@@ -26,11 +26,45 @@ pub(crate) use sort::by_score as sort_by_score;
 use staleness::StalenessTree;
 use weights::WeightTree;
 
-/// Softmax weights are exp((score − softmax_ref) / temperature). The reference follows the
-/// highest resident score with this much slack (in units of temperature) on either side, so
-/// the largest weight stays within e^±SOFTMAX_SLACK: sums cannot overflow, the top weight
-/// never underflows, and moving the reference (an O(n) reweighting) is rare.
-pub(crate) const SOFTMAX_SLACK: f64 = 256.0;
+/// Score weights are taken relative to a reference score near the highest one:
+/// softmax `exp((score − weight_ref) / T)`, proportional `(score / weight_ref)^(1/T)`; both are
+/// the formula's `h` times one common factor, which `P_S = h / Σh` cancels. The reference
+/// follows the highest resident score with this much slack (in log-weight units) on either
+/// side, so the largest weight stays within e^±WEIGHT_SLACK: sums cannot overflow, the top
+/// weight never underflows, and moving the reference (an O(n) reweighting) is rare.
+pub(crate) const WEIGHT_SLACK: f64 = 256.0;
+
+/// The reference a new archive starts with: weights are then the plain formula's h.
+pub(crate) fn initial_weight_ref(mode: Prioritization) -> f64 {
+    match mode {
+        Prioritization::Proportional => 1.0,
+        _ => 0.0,
+    }
+}
+
+fn log_weight(mode: Prioritization, temperature: f64, weight_ref: f64, score: f64) -> f64 {
+    match mode {
+        Prioritization::Proportional if score == 0.0 => 0.0,
+        Prioritization::Proportional => (score.ln() - weight_ref.ln()) / temperature,
+        _ => (score - weight_ref) / temperature,
+    }
+}
+
+/// Whether `weight_ref` is a valid reference for a highest score `top`: finite (positive in
+/// proportional mode) and within the slack window of it.
+pub(crate) fn weight_ref_fits(
+    mode: Prioritization,
+    temperature: f64,
+    weight_ref: f64,
+    top: f64,
+) -> bool {
+    let valid = match mode {
+        Prioritization::Proportional => weight_ref > 0.0 && weight_ref.is_finite(),
+        _ => weight_ref.is_finite(),
+    };
+    valid
+        && (-WEIGHT_SLACK..=WEIGHT_SLACK).contains(&log_weight(mode, temperature, weight_ref, top))
+}
 
 /// Monotone map of scores to integers: ascending bits order is ascending score (−0.0 is 0.0).
 #[inline]
@@ -167,7 +201,7 @@ pub(crate) struct Priorities {
     rank: RankTable,
     weights: WeightTree,
     stale: StalenessTree,
-    softmax_ref: f64,
+    weight_ref: f64,
 }
 
 impl Priorities {
@@ -183,7 +217,7 @@ impl Priorities {
             rank: RankTable::new(cfg.temperature),
             weights: WeightTree::with_room(1),
             stale: StalenessTree::build(1, &[]),
-            softmax_ref: 0.0,
+            weight_ref: initial_weight_ref(cfg.prioritization),
         }
     }
 
@@ -195,7 +229,7 @@ impl Priorities {
         scores: Vec<f64>,
         last: Vec<u64>,
         rank_order: &[u32],
-        softmax_ref: f64,
+        weight_ref: f64,
     ) -> Self {
         let mut p = Priorities::new(cfg);
         let n = ids.len();
@@ -206,7 +240,7 @@ impl Priorities {
         p.order = OrderIndex::from_sorted(&entries);
         p.scores = scores;
         p.last = last;
-        p.softmax_ref = softmax_ref;
+        p.weight_ref = weight_ref;
         p.rank.grow(n);
         p.rebuild_trees(n);
         p
@@ -237,8 +271,8 @@ impl Priorities {
         self.order.entries().into_iter().map(|e| e.1).collect()
     }
 
-    pub(crate) fn softmax_ref(&self) -> f64 {
-        self.softmax_ref
+    pub(crate) fn weight_ref(&self) -> f64 {
+        self.weight_ref
     }
 
     /// The largest last_step among residents (0 when empty).
@@ -267,10 +301,16 @@ impl Priorities {
     fn weight(&self, score: f64) -> f64 {
         let t = self.temperature;
         match self.mode {
-            Prioritization::Softmax => ((score - self.softmax_ref) / t).exp(),
-            _ if t == 1.0 => score,
-            _ => score.powf(1.0 / t),
+            Prioritization::Softmax => ((score - self.weight_ref) / t).exp(),
+            _ if t == 1.0 => score / self.weight_ref,
+            _ => (score / self.weight_ref).powf(1.0 / t),
         }
+    }
+
+    /// Log of the weight of `score` relative to the reference: where `score` lies in the
+    /// slack window. Zero for a proportional score of 0 (weight 0 whatever the reference).
+    fn log_weight(&self, score: f64) -> f64 {
+        log_weight(self.mode, self.temperature, self.weight_ref, score)
     }
 
     /// Rebuilds the weight and staleness trees from the per-slot values, with room for
@@ -293,26 +333,23 @@ impl Priorities {
         }
     }
 
-    /// Softmax: moves the reference up to `incoming` (the largest score about to be weighted)
-    /// when its weight could overflow.
-    fn softmax_make_room(&mut self, incoming: f64) {
-        if self.mode == Prioritization::Softmax
-            && (incoming - self.softmax_ref) / self.temperature > SOFTMAX_SLACK
-        {
-            self.softmax_ref = incoming;
+    /// Moves the reference up to `incoming` (the largest score about to be weighted) when its
+    /// weight could overflow.
+    fn make_weight_room(&mut self, incoming: f64) {
+        if self.weighted() && self.log_weight(incoming) > WEIGHT_SLACK {
+            self.weight_ref = incoming;
             self.rebuild_trees(self.weights.room());
         }
     }
 
-    /// Softmax: re-centres the reference on the highest score when that left the window.
-    fn softmax_recentre(&mut self) {
-        if self.mode != Prioritization::Softmax {
+    /// Re-centres the reference on the highest score when that left the window.
+    fn recentre_weights(&mut self) {
+        if !self.weighted() {
             return;
         }
         if let Some(top) = self.top_score() {
-            let x = (top - self.softmax_ref) / self.temperature;
-            if !(-SOFTMAX_SLACK..=SOFTMAX_SLACK).contains(&x) {
-                self.softmax_ref = top;
+            if !weight_ref_fits(self.mode, self.temperature, self.weight_ref, top) {
+                self.weight_ref = top;
                 self.rebuild_trees(self.weights.room());
             }
         }
@@ -341,7 +378,7 @@ impl Priorities {
     ) -> Vec<u32> {
         assert!(arrivals.len() >= victims.len());
         if let Some(top) = arrivals.iter().map(|a| a.1).reduce(f64::max) {
-            self.softmax_make_room(top);
+            self.make_weight_room(top);
         }
         let n0 = self.len();
         let n1 = n0 + arrivals.len() - victims.len();
@@ -402,14 +439,14 @@ impl Priorities {
                 .collect();
             self.weights.set_many(&updates);
         }
-        self.softmax_recentre();
+        self.recentre_weights();
         slots
     }
 
     /// Sets new scores: `changes` holds (slot, id, score) with distinct slots.
     pub(crate) fn rescore(&mut self, changes: &[(u32, u64, f64)]) {
         if let Some(top) = changes.iter().map(|c| c.2).reduce(f64::max) {
-            self.softmax_make_room(top);
+            self.make_weight_room(top);
         }
         let gone: Vec<Key> = sorted(
             changes
@@ -448,7 +485,7 @@ impl Priorities {
                 .collect();
             self.weights.set_many(&updates);
         }
-        self.softmax_recentre();
+        self.recentre_weights();
     }
 
     /// Marks drawn slots as sampled at `step`.
@@ -491,13 +528,25 @@ impl Priorities {
             }
             self.weights.set(last, 0.0);
         }
-        self.softmax_recentre();
+        self.recentre_weights();
     }
 
-    /// Draws `k` slots i.i.d. from the sampling law at `step` (the law does not change; the
-    /// order index may sort a leaf it reads). The random numbers are taken in draw order,
-    /// then the score draws are resolved as a batch, their tree walks overlapped.
-    pub(crate) fn draw(&mut self, rng: &mut Rng, k: usize, step: u64) -> Vec<u32> {
+    /// Draws `k` slots i.i.d. from the sampling law at `step` into `out` (the law does not
+    /// change; the order index may sort a leaf it reads). Draws go in chunks, so the working
+    /// memory beside `out` stays small whatever `k` is.
+    pub(crate) fn draw(&mut self, rng: &mut Rng, k: usize, step: u64, out: &mut Vec<u32>) {
+        const CHUNK: usize = 4096;
+        let mut left = k;
+        while left > 0 {
+            let c = left.min(CHUNK);
+            self.draw_chunk(rng, c, step, out);
+            left -= c;
+        }
+    }
+
+    /// Appends `k` draws to `out`. The random numbers are taken in draw order, then the score
+    /// draws are resolved as a batch, their tree walks overlapped.
+    fn draw_chunk(&mut self, rng: &mut Rng, k: usize, step: u64, out: &mut Vec<u32>) {
         let n = self.len();
         let coef = self.staleness_coef;
         let stale_total = self.stale.total(step, n);
@@ -506,13 +555,13 @@ impl Priorities {
         } else {
             0.0
         };
-        let mut out = vec![0u32; k];
+        let start = out.len();
         // Draws by score, resolved below: (position in `out`, rank or cumulative weight).
-        let mut by_rank: Vec<(u32, usize)> = Vec::new();
-        let mut by_weight: Vec<(u32, f64)> = Vec::new();
-        for (i, slot) in out.iter_mut().enumerate() {
+        let mut by_rank: Vec<(usize, usize)> = Vec::new();
+        let mut by_weight: Vec<(usize, f64)> = Vec::new();
+        for i in start..start + k {
             let by_staleness = coef >= 1.0 || (coef > 0.0 && rng.next_f64() < coef);
-            *slot = if by_staleness {
+            out.push(if by_staleness {
                 if stale_total == 0 {
                     rng.below(n as u64) as u32
                 } else {
@@ -522,28 +571,27 @@ impl Priorities {
             } else {
                 match self.mode {
                     Prioritization::Rank => {
-                        by_rank.push((i as u32, self.rank.draw(rng.next_f64(), n)));
+                        by_rank.push((i, self.rank.draw(rng.next_f64(), n)));
                         0
                     }
                     _ if weight_total > 0.0 => {
-                        by_weight.push((i as u32, rng.next_f64() * weight_total));
+                        by_weight.push((i, rng.next_f64() * weight_total));
                         0
                     }
                     _ => rng.below(n as u64) as u32,
                 }
-            };
+            });
         }
         for (j, &(i, r)) in by_rank.iter().enumerate() {
             if let Some(&(_, ahead)) = by_rank.get(j + 8) {
                 self.order.prefetch_rank(ahead);
             }
-            out[i as usize] = self.order.select(r).1;
+            out[i] = self.order.select(r).1;
         }
         let targets: Vec<f64> = by_weight.iter().map(|d| d.1).collect();
         for (&(i, _), slot) in by_weight.iter().zip(self.weights.find_many(&targets)) {
-            out[i as usize] = slot as u32;
+            out[i] = slot as u32;
         }
-        out
     }
 
     /// The sampling law at `step`, per slot. O(n); for tests, monitoring and debugging.
@@ -619,12 +667,11 @@ impl Priorities {
             }
             assert_eq!(self.weights.total(), fresh.total(), "weight sums drifted");
         }
-        if self.mode == Prioritization::Softmax && n > 0 {
+        if self.weighted() && n > 0 {
             let top = self.top_score().expect("non-empty");
-            let x = (top - self.softmax_ref) / self.temperature;
             assert!(
-                (-SOFTMAX_SLACK..=SOFTMAX_SLACK).contains(&x),
-                "softmax reference"
+                weight_ref_fits(self.mode, self.temperature, self.weight_ref, top),
+                "weight reference"
             );
         }
     }
