@@ -1,168 +1,54 @@
-//! `ArchiveCore`: the crate's `Archive` behind a lock, with the GIL released for the work.
+//! `ArchiveCore`: the crate's `Archive` behind a guarded lock (guard.rs), with the GIL
+//! released for the work; conversions in (convert.rs) and out (output.rs).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::Mutex;
 
 use exit_archive::{
-    Admission, Archive, Config, EntryInfo, Error, IvfIndex, Lineage, Metric, Prioritization,
+    Admission, Archive, Config, EntryInfo, Error, Id, IvfIndex, Lineage, Metric, Prioritization,
 };
-use numpy::{IntoPyArray, PyArray1, PyArray2};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use numpy::{IntoPyArray, PyArray2};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::convert::{Blob, Count, Float, Ids, Name, Parents, Payloads, Queries, Rows, Scores};
 use crate::error::to_py;
-
-type Array1<'py, T> = Bound<'py, PyArray1<T>>;
-
-/// `info()`: one array per field.
-#[derive(IntoPyObject)]
-struct InfoColumns<'py> {
-    score: Array1<'py, f64>,
-    parent: Array1<'py, i64>,
-    root: Array1<'py, u64>,
-    depth: Array1<'py, i64>,
-    added_step: Array1<'py, i64>,
-    last_step: Array1<'py, i64>,
-    times_sampled: Array1<'py, i64>,
-}
-
-/// `lineage()`: one array per field.
-#[derive(IntoPyObject)]
-struct LineageColumns<'py> {
-    parent: Array1<'py, i64>,
-    root: Array1<'py, u64>,
-    depth: Array1<'py, i64>,
-}
-
-#[derive(IntoPyObject)]
-struct StatsDict {
-    size: usize,
-    capacity: usize,
-    next_id: u64,
-    evicted: u64,
-    rejected: u64,
-    removed: u64,
-    sampled: u64,
-    payload_bytes: u64,
-    lineage_bytes: usize,
-    memory_bytes: usize,
-    score_min: f64,
-    score_max: f64,
-    score_mean: f64,
-    depth_max: u32,
-    max_last_step: u64,
-    lineage_floor: u64,
-}
-
-#[derive(IntoPyObject)]
-struct ConfigDict {
-    capacity: usize,
-    embedding_dim: Option<usize>,
-    metric: &'static str,
-    prioritization: &'static str,
-    temperature: f64,
-    staleness_coef: f64,
-    admission: &'static str,
-    seed: u64,
-    max_payload_bytes: usize,
-}
-
-fn column<'py, T: numpy::Element, X>(
-    py: Python<'py>,
-    xs: &[X],
-    f: impl Fn(&X) -> T,
-) -> Array1<'py, T> {
-    xs.iter().map(f).collect::<Vec<T>>().into_pyarray(py)
-}
-
-fn parent_id(l: &Lineage) -> i64 {
-    l.parent.map_or(-1, |p| p as i64)
-}
+use crate::guard::Guarded;
+use crate::output::{id_array, Array1, ConfigDict, InfoColumns, LineageColumns, StatsDict};
 
 #[pyclass(frozen, module = "exit_verl._archive")]
 pub(crate) struct ArchiveCore {
-    inner: RwLock<Archive>,
+    archive: Guarded,
     /// Approximate-novelty index, built on first use and kept in sync lazily.
     index: Mutex<Option<IvfIndex>>,
-    /// Why the archive became unusable: an operation panicked, so its state may be half
-    /// updated. Every later call raises instead of using it.
-    failed: OnceLock<String>,
-}
-
-/// The error of every call on an archive after a panic.
-fn unusable(why: &str) -> PyErr {
-    PyRuntimeError::new_err(format!(
-        "this archive is unusable: an operation panicked ({why}), so its state may be half \
-         updated; load it again from its last snapshot"
-    ))
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 impl ArchiveCore {
     fn wrap(archive: Archive) -> Self {
         ArchiveCore {
-            inner: RwLock::new(archive),
+            archive: Guarded::new(archive),
             index: Mutex::new(None),
-            failed: OnceLock::new(),
         }
     }
 
-    fn usable(&self) -> PyResult<()> {
-        match self.failed.get() {
-            Some(why) => Err(unusable(why)),
-            None => Ok(()),
-        }
-    }
-
-    /// Runs `f` (which takes a lock and returns None when it finds it poisoned) and turns a
-    /// panic into a RuntimeError that marks the archive unusable.
-    fn guard<T>(&self, f: impl FnOnce() -> Option<T>) -> PyResult<T> {
-        self.usable()?;
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Some(value)) => Ok(value),
-            Ok(None) => Err(unusable(
-                self.failed
-                    .get()
-                    .map_or("in another thread", |why| why.as_str()),
-            )),
-            Err(payload) => {
-                let why = panic_message(&*payload);
-                let _ = self.failed.set(why.clone());
-                Err(unusable(&why))
-            }
-        }
-    }
-
-    fn dim(&self, py: Python<'_>) -> PyResult<Option<usize>> {
-        self.read(py, |a| a.config().embedding_dim)
-    }
-
-    /// `f` on the archive under the read lock, with the GIL released.
     fn read<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Archive) -> T + Send) -> PyResult<T> {
-        py.detach(|| self.guard(|| self.inner.read().ok().map(|a| f(&a))))
+        self.archive.read(py, f)
     }
 
-    /// `f` on the archive under the write lock, with the GIL released.
     fn write<T: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut Archive) -> T + Send,
     ) -> PyResult<T> {
-        py.detach(|| self.guard(|| self.inner.write().ok().map(|mut a| f(&mut a))))
+        self.archive.write(py, f)
     }
 
-    /// `f` under the read lock with the GIL held (for results built as Python objects).
     fn read_with_gil<T>(&self, f: impl FnOnce(&Archive) -> T) -> PyResult<T> {
-        self.guard(|| self.inner.read().ok().map(|a| f(&a)))
+        self.archive.read_with_gil(f)
+    }
+
+    fn dim(&self, py: Python<'_>) -> PyResult<Option<usize>> {
+        self.read(py, |a| a.config().embedding_dim)
     }
 
     /// Runs `f` on the archive and an index synced to it (built when missing or when `nlist`
@@ -254,7 +140,7 @@ impl ArchiveCore {
                 a.add(views, &scores, parents, rows.as_deref(), step.0)
             })?
             .map_err(to_py)?;
-        Ok(ids.into_pyarray(py))
+        Ok(id_array(py, ids))
     }
 
     fn update_scores(&self, py: Python<'_>, ids: Ids<'_>, scores: Scores<'_>) -> PyResult<()> {
@@ -267,7 +153,7 @@ impl ArchiveCore {
     fn sample<'py>(&self, py: Python<'py>, k: Count, step: Count) -> PyResult<Array1<'py, u64>> {
         let k = usize_of(k);
         let ids = self.write(py, |a| a.sample(k, step.0))?.map_err(to_py)?;
-        Ok(ids.into_pyarray(py))
+        Ok(id_array(py, ids))
     }
 
     /// `sample` and the payloads of the drawn ids under one lock: no eviction between them.
@@ -305,7 +191,7 @@ impl ArchiveCore {
                 b
             }),
         )?;
-        Ok((ids.into_pyarray(py), list))
+        Ok((id_array(py, ids), list))
     }
 
     #[pyo3(signature = (step=Count(0)))]
@@ -315,8 +201,8 @@ impl ArchiveCore {
         step: Count,
     ) -> PyResult<(Array1<'py, u64>, Array1<'py, f64>)> {
         let pairs = self.read(py, |a| a.probabilities(step.0))?.map_err(to_py)?;
-        let (ids, ps): (Vec<u64>, Vec<f64>) = pairs.into_iter().unzip();
-        Ok((ids.into_pyarray(py), ps.into_pyarray(py)))
+        let (ids, ps): (Vec<Id>, Vec<f64>) = pairs.into_iter().unzip();
+        Ok((id_array(py, ids), ps.into_pyarray(py)))
     }
 
     fn get<'py>(&self, py: Python<'py>, ids: Ids<'py>) -> PyResult<Bound<'py, PyList>> {
@@ -326,38 +212,16 @@ impl ArchiveCore {
         })?
     }
 
-    fn info<'py>(
-        &self,
-        py: Python<'py>,
-        ids: Ids<'py>,
-    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    fn info<'py>(&self, py: Python<'py>, ids: Ids<'py>) -> PyResult<Bound<'py, PyDict>> {
         let ids = ids.values();
         let infos: Vec<EntryInfo> = self.read(py, |a| a.info(ids))?.map_err(to_py)?;
-        let columns = InfoColumns {
-            score: column(py, &infos, |e| e.score),
-            parent: column(py, &infos, |e| parent_id(&e.lineage)),
-            root: column(py, &infos, |e| e.lineage.root),
-            depth: column(py, &infos, |e| e.lineage.depth as i64),
-            added_step: column(py, &infos, |e| e.added_step as i64),
-            last_step: column(py, &infos, |e| e.last_step as i64),
-            times_sampled: column(py, &infos, |e| e.times_sampled as i64),
-        };
-        columns.into_pyobject(py)
+        InfoColumns::new(py, &infos).into_pyobject(py)
     }
 
-    fn lineage<'py>(
-        &self,
-        py: Python<'py>,
-        ids: Ids<'py>,
-    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    fn lineage<'py>(&self, py: Python<'py>, ids: Ids<'py>) -> PyResult<Bound<'py, PyDict>> {
         let ids = ids.values();
         let lin: Vec<Lineage> = self.read(py, |a| a.lineage(ids))?.map_err(to_py)?;
-        LineageColumns {
-            parent: column(py, &lin, parent_id),
-            root: column(py, &lin, |l| l.root),
-            depth: column(py, &lin, |l| l.depth as i64),
-        }
-        .into_pyobject(py)
+        LineageColumns::new(py, &lin).into_pyobject(py)
     }
 
     fn embeddings<'py>(
@@ -447,7 +311,7 @@ impl ArchiveCore {
     }
 
     fn ids<'py>(&self, py: Python<'py>) -> PyResult<Array1<'py, u64>> {
-        Ok(self.read(py, |a| a.ids())?.into_pyarray(py))
+        Ok(id_array(py, self.read(py, |a| a.ids())?))
     }
 
     fn __len__(&self) -> PyResult<usize> {
@@ -457,54 +321,23 @@ impl ArchiveCore {
     /// Whether `id` is a resident id; any other object is not.
     fn contains(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
         let Ok(Count(id)) = id.extract::<Count>() else {
-            self.usable()?;
+            self.archive.usable()?;
             return Ok(false);
         };
-        self.read_with_gil(|a| a.contains(id))
+        self.read_with_gil(|a| a.contains(Id(id)))
     }
 
     fn config(&self) -> PyResult<ConfigDict> {
-        self.read_with_gil(|a| {
-            let c = a.config();
-            ConfigDict {
-                capacity: c.capacity,
-                embedding_dim: c.embedding_dim,
-                metric: c.metric.name(),
-                prioritization: c.prioritization.name(),
-                temperature: c.temperature,
-                staleness_coef: c.staleness_coef,
-                admission: c.admission.name(),
-                seed: c.seed,
-                max_payload_bytes: c.max_payload_bytes,
-            }
-        })
+        self.read_with_gil(|a| ConfigDict::from(a.config()))
     }
 
     fn stats(&self, py: Python<'_>) -> PyResult<StatsDict> {
-        let s = self.read(py, |a| a.stats())?;
-        Ok(StatsDict {
-            size: s.len,
-            capacity: s.capacity,
-            next_id: s.next_id,
-            evicted: s.evicted,
-            rejected: s.rejected,
-            removed: s.removed,
-            sampled: s.sampled,
-            payload_bytes: s.payload_bytes,
-            lineage_bytes: s.lineage_bytes,
-            memory_bytes: s.memory_bytes,
-            score_min: s.score_min,
-            score_max: s.score_max,
-            score_mean: s.score_mean,
-            depth_max: s.depth_max,
-            max_last_step: s.max_last_step,
-            lineage_floor: s.lineage_floor,
-        })
+        Ok(StatsDict::from(self.read(py, |a| a.stats())?))
     }
 
     #[pyo3(signature = (before=Count(u64::MAX)))]
     fn forget_lineage(&self, py: Python<'_>, before: Count) -> PyResult<u64> {
-        self.write(py, |a| a.forget_lineage(before.0))
+        self.write(py, |a| a.forget_lineage(Id(before.0)).get())
     }
 
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
@@ -538,7 +371,7 @@ impl ArchiveCore {
     /// in the crate would. The archive is unusable afterwards.
     fn _panic_for_tests(&self, py: Python<'_>) -> PyResult<()> {
         self.write(py, |a| {
-            a.forget_lineage(u64::MAX);
+            a.forget_lineage(Id(u64::MAX));
             panic!("panic requested by a test")
         })
     }

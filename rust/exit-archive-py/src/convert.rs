@@ -14,6 +14,8 @@ use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyList, PyString, PyTuple};
 
+use exit_archive::Id;
+
 use crate::error::invalid;
 
 /// A non-negative integer argument (count, step, id, size).
@@ -165,9 +167,9 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Scores<'py> {
     }
 }
 
-/// Parents: a 1-D array-like of integers, -1 for none. Ids above the int64 range cannot
-/// name an entry (ids stay below 2^63): KeyError.
-pub(crate) struct Parents(pub Vec<i64>);
+/// Parents: a 1-D array-like of integers, -1 for none (any other negative value is
+/// malformed).
+pub(crate) struct Parents(pub Vec<Option<Id>>);
 
 impl<'a, 'py> FromPyObject<'a, 'py> for Parents {
     type Error = PyErr;
@@ -183,14 +185,23 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Parents {
         }
         if arr.len() > 0 && arr.dtype().kind() == b'u' {
             let wide: Array<'py, u64, Ix1> = array(arr.as_any().as_borrowed(), INTEGERS, WHAT)?;
-            let values = wide.values();
-            if let Some(&big) = values.iter().find(|&&p| p > i64::MAX as u64) {
-                return Err(PyKeyError::new_err(big));
-            }
-            return Ok(Parents(values.iter().map(|&p| p as i64).collect()));
+            return Ok(Parents(
+                wide.values().iter().map(|&p| Some(Id(p))).collect(),
+            ));
         }
-        let narrow: Array<'py, i64, Ix1> = array(arr.as_any().as_borrowed(), INTEGERS, WHAT)?;
-        Ok(Parents(narrow.values().into_owned()))
+        let signed: Array<'py, i64, Ix1> = array(arr.as_any().as_borrowed(), INTEGERS, WHAT)?;
+        signed
+            .values()
+            .iter()
+            .map(|&p| match p {
+                -1 => Ok(None),
+                p if p >= 0 => Ok(Some(Id(p as u64))),
+                p => Err(PyValueError::new_err(format!(
+                    "parent must be -1 (none) or an id, got {p}"
+                ))),
+            })
+            .collect::<PyResult<Vec<_>>>()
+            .map(Parents)
     }
 }
 
@@ -245,15 +256,17 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Queries<'py> {
     }
 }
 
-/// Ids: a 1-D array-like of integers, as uint64.
+/// Ids: a 1-D array-like of integers, as uint64 (borrowed when it already is a contiguous
+/// uint64 array).
 pub(crate) struct Ids<'py>(Cow<'py, [u64]>, Option<numpy::PyReadonlyArray1<'py, u64>>);
 
 impl Ids<'_> {
-    pub(crate) fn values(&self) -> &[u64] {
-        match &self.1 {
+    pub(crate) fn values(&self) -> &[Id] {
+        let raw = match &self.1 {
             Some(a) => a.as_slice().expect("contiguous"),
             None => &self.0,
-        }
+        };
+        bytemuck::cast_slice(raw)
     }
 }
 

@@ -7,7 +7,7 @@ use pyo3::PyErr;
 pub(crate) fn to_py(err: Error) -> PyErr {
     match err {
         Error::Invalid(_) | Error::Corrupt(_) => PyValueError::new_err(err.to_string()),
-        Error::UnknownId(id) => PyKeyError::new_err(id),
+        Error::UnknownId(id) => PyKeyError::new_err(id.get()),
         Error::Io(_) => PyOSError::new_err(err.to_string()),
     }
 }

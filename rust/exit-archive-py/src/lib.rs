@@ -1,10 +1,13 @@
-//! Python bindings for `exit-archive` (`exit_verl._archive`): type conversion (convert.rs),
-//! error mapping (error.rs) and GIL release around the crate's calls (archive.rs). Every
-//! semantic check is the crate's.
+//! Python bindings for `exit-archive` (`exit_verl._archive`): type conversion in (convert.rs)
+//! and out (output.rs), error mapping (error.rs), the lock that a panic makes unusable
+//! (guard.rs) and GIL release around the crate's calls (archive.rs). Every semantic check is
+//! the crate's.
 
 mod archive;
 mod convert;
 mod error;
+mod guard;
+mod output;
 
 use pyo3::prelude::*;
 

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use exit_archive::{Archive, Config, Metric};
+use exit_archive::{Archive, Config, Id, Metric};
 
 /// Deterministic pseudo-random learnability-like scores in [0, 0.25].
 fn scores(n: usize, salt: u64) -> Vec<f64> {
@@ -36,12 +36,8 @@ fn exit_step(c: &mut Criterion) {
             b.iter(|| {
                 let picked = a.sample(512, step).unwrap();
                 a.update_scores(&picked, &scores(512, step)).unwrap();
-                let parents: Vec<i64> = picked
-                    .iter()
-                    .cycle()
-                    .take(4096)
-                    .map(|&p| p as i64)
-                    .collect();
+                let parents: Vec<Option<Id>> =
+                    picked.iter().cycle().take(4096).map(|&p| Some(p)).collect();
                 a.add(
                     &children,
                     &scores(4096, step + 7),

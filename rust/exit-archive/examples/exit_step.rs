@@ -1,7 +1,8 @@
-//! Runs the ExIt step workload (sample 512, update 512, insert 4096 with eviction) on a full
-//! archive and prints the median step time:
-//! `cargo run --release --example exit_step -- N STEPS REPS MODE ADMISSION`, e.g.
-//! `-- 1000000 100 1 softmax not_below_min` (defaults: 1e6, 30, 1, rank, always).
+//! Runs the ExIt step workload (sample S, update S, insert C children with eviction, parents
+//! the sampled ids) on a full archive and prints the median step time:
+//! `cargo run --release --example exit_step -- N STEPS REPS MODE ADMISSION S C`, e.g.
+//! `-- 1000000 100 1 softmax not_below_min` (defaults: 1e6, 30, 1, rank, always, 512, 4096;
+//! the paper's math setting is `-- 512 300 1 softmax not_below_min 128 1024`).
 
 use std::time::Instant;
 
@@ -17,7 +18,7 @@ fn cpu_seconds() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-use exit_archive::{Admission, Archive, Config, Prioritization};
+use exit_archive::{Admission, Archive, Config, Id, Prioritization};
 
 fn lcg(state: &mut u64) -> f64 {
     *state = state
@@ -50,6 +51,8 @@ fn run() {
     let arg = |i: usize, default: &str| std::env::args().nth(i).unwrap_or(default.into());
     cfg.prioritization = Prioritization::parse(&arg(4, "rank")).unwrap();
     cfg.admission = Admission::parse(&arg(5, "always")).unwrap();
+    let sample: usize = arg(6, "512").parse().unwrap();
+    let child_count: usize = arg(7, "4096").parse().unwrap();
     let mut a = Archive::new(cfg).unwrap();
     let mut s = 1u64;
     let payload = [1u8; 16];
@@ -58,7 +61,7 @@ fn run() {
     a.add(&vec![&payload[..]; n], &scores, None, None, 0)
         .unwrap();
     eprintln!("fill {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
-    let children: Vec<&[u8]> = vec![&payload[..]; 4096];
+    let children: Vec<&[u8]> = vec![&payload[..]; child_count];
     let mut times = Vec::new();
     let mut cpu_times = Vec::new();
     let mut phases = [0.0f64; 3];
@@ -66,17 +69,17 @@ fn run() {
     for step in 1..=steps {
         let c0 = cpu_seconds();
         let t = Instant::now();
-        let picked = a.sample(512, step).unwrap();
+        let picked = a.sample(sample, step).unwrap();
         let t1 = Instant::now();
-        let new_scores: Vec<f64> = (0..512).map(|_| lcg(&mut s)).collect();
+        let new_scores: Vec<f64> = (0..sample).map(|_| lcg(&mut s)).collect();
         a.update_scores(&picked, &new_scores).unwrap();
         let t2 = Instant::now();
-        let child_scores: Vec<f64> = (0..4096).map(|_| lcg(&mut s)).collect();
-        let parents: Vec<i64> = picked
+        let child_scores: Vec<f64> = (0..child_count).map(|_| lcg(&mut s)).collect();
+        let parents: Vec<Option<Id>> = picked
             .iter()
             .cycle()
-            .take(4096)
-            .map(|&p| p as i64)
+            .take(child_count)
+            .map(|&p| Some(p))
             .collect();
         let ids = a
             .add(&children, &child_scores, Some(&parents), None, step)

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use crate::archive::Archive;
 use crate::error::{invalid, Result};
+use crate::id::Id;
 use crate::novelty::{knn, map_blocks, sq_norms, Metric, Neighbors, TopK, QUERY_BLOCK};
 use crate::rng::Rng;
 use crate::validate;
@@ -99,23 +100,23 @@ impl IvfIndex {
             *self = IvfIndex::build(archive, None, self.seed)?;
             return Ok(());
         }
-        let resident = |id: &u64| archive.contains(*id);
+        let resident = |id: &u64| archive.contains(Id(*id));
         self.lists.par_iter_mut().for_each(|l| l.retain(resident));
         // Ids inserted since the last sync that are resident: walk that id range, or the
         // residents when the range is longer (a first sync after a long run).
         let since = self.synced_to;
-        let new_ids: Vec<u64> = if archive.next_id() - since > n as u64 {
+        let next_id = archive.next_id().0;
+        let new_ids: Vec<u64> = if next_id - since > n as u64 {
             archive
                 .ids()
                 .into_iter()
-                .filter(|&id| id >= since)
+                .filter(|&id| id.0 >= since)
+                .map(|id| id.0)
                 .collect()
         } else {
-            (since..archive.next_id())
-                .filter(|id| resident(id))
-                .collect()
+            (since..next_id).filter(|id| resident(id)).collect()
         };
-        self.synced_to = archive.next_id();
+        self.synced_to = next_id;
         if new_ids.is_empty() {
             return Ok(());
         }
@@ -135,7 +136,7 @@ impl IvfIndex {
     }
 
     fn check(&self, archive: &Archive) -> Result<()> {
-        if self.synced_to != archive.next_id() {
+        if self.synced_to != archive.next_id().0 {
             return invalid("the index is behind the archive; call sync first");
         }
         Ok(())

@@ -12,6 +12,10 @@
 use std::collections::HashMap;
 use std::ops::{Index, IndexMut};
 
+use crate::error::{invalid, try_with_capacity, Error, Result};
+use crate::id::Id;
+use crate::prefetch;
+
 /// `parent` of a root.
 pub(crate) const NO_PARENT: u64 = u64::MAX;
 /// `slot` of an id that was never placed in a slot (rejected, or evicted within its batch).
@@ -21,9 +25,9 @@ pub(crate) const NOT_PLACED: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lineage {
     /// The parent id, `None` for a root.
-    pub parent: Option<u64>,
+    pub parent: Option<Id>,
     /// The root of the id's tree: itself for a root.
-    pub root: u64,
+    pub root: Id,
     /// Distance to the root: 0 for a root.
     pub depth: u32,
 }
@@ -41,10 +45,19 @@ pub(crate) struct LogRecord {
 pub const LINEAGE_BYTES_PER_ID: usize = std::mem::size_of::<LogRecord>();
 
 impl LogRecord {
+    fn root(id: u64) -> Self {
+        LogRecord {
+            parent: NO_PARENT,
+            root: id,
+            depth: 0,
+            slot: NOT_PLACED,
+        }
+    }
+
     pub(crate) fn lineage(&self) -> Lineage {
         Lineage {
-            parent: (self.parent != NO_PARENT).then_some(self.parent),
-            root: self.root,
+            parent: (self.parent != NO_PARENT).then_some(Id(self.parent)),
+            root: Id(self.root),
             depth: self.depth,
         }
     }
@@ -98,46 +111,67 @@ impl LineageLog {
         }
     }
 
-    /// Hints that the record of `id` (any i64 from the caller; ignored when not a kept id)
-    /// will be read soon.
+    /// Hints that the record of `id` will be read soon (nothing when it is not kept).
     #[inline]
-    pub(crate) fn prefetch(&self, id: i64) {
-        if let Some(i) = u64::try_from(id)
-            .ok()
-            .and_then(|id| id.checked_sub(self.base))
-        {
+    pub(crate) fn prefetch(&self, id: u64) {
+        if let Some(i) = id.checked_sub(self.base) {
             if let Some(r) = self.records.get(i as usize) {
-                crate::prefetch::prefetch(r);
+                prefetch::prefetch(r);
             }
         }
     }
 
-    /// Appends the record of a new id: a root when `parent` is None, else a child of a kept
-    /// record (the caller has checked that it exists).
-    pub(crate) fn push(&mut self, parent: Option<u64>) {
-        let id = self.next_id();
-        let record = match parent {
-            None => LogRecord {
-                parent: NO_PARENT,
-                root: id,
-                depth: 0,
-                slot: NOT_PLACED,
-            },
-            Some(p) => {
-                let r = &self[p];
-                LogRecord {
-                    parent: p,
-                    root: r.root,
-                    depth: r.depth + 1,
-                    slot: NOT_PLACED,
-                }
+    /// The records of `m` new ids numbered from `next_id()`, `parents[i]` naming each one's
+    /// parent (None: a root). Checks every parent: its lineage must be kept, or it must come
+    /// earlier in the batch; a depth past `u32::MAX` is refused. Changes nothing.
+    pub(crate) fn children(
+        &self,
+        parents: Option<&[Option<Id>]>,
+        m: usize,
+    ) -> Result<Vec<LogRecord>> {
+        let first = self.next_id();
+        let mut out: Vec<LogRecord> = try_with_capacity(m, "lineage records")?;
+        let Some(parents) = parents else {
+            out.extend((0..m as u64).map(|i| LogRecord::root(first + i)));
+            return Ok(out);
+        };
+        let hint = |p: &Option<Id>| {
+            if let Some(p) = p {
+                self.prefetch(p.0);
             }
         };
-        self.records.push(record);
+        for (i, &parent) in prefetch::ahead(parents, 2 * prefetch::AHEAD, hint).enumerate() {
+            let id = first + i as u64;
+            let Some(Id(p)) = parent else {
+                out.push(LogRecord::root(id));
+                continue;
+            };
+            // A parent inserted earlier in this batch has its record in `out` already.
+            let record = match p.checked_sub(first) {
+                Some(j) => out.get(j as usize),
+                None => self.get(p),
+            };
+            let Some(record) = record else {
+                return Err(Error::UnknownId(Id(p)));
+            };
+            let Some(depth) = record.depth.checked_add(1) else {
+                return invalid(format!("lineage depth would exceed {}", u32::MAX));
+            };
+            let root = record.root;
+            out.push(LogRecord {
+                parent: p,
+                root,
+                depth,
+                slot: NOT_PLACED,
+            });
+        }
+        Ok(out)
     }
 
-    pub(crate) fn reserve(&mut self, additional: usize) {
-        crate::huge::reserve_unbounded(&mut self.records, additional);
+    /// Appends the records of new ids, as `children` computed them.
+    pub(crate) fn extend(&mut self, records: &[LogRecord]) {
+        crate::huge::reserve_unbounded(&mut self.records, records.len());
+        self.records.extend_from_slice(records);
     }
 
     /// Records of ids >= base, in id order.
@@ -176,6 +210,7 @@ impl LineageLog {
     }
 
     /// Checks that every kept record agrees with its parent's (tests).
+    #[cfg(any(test, feature = "check-invariants"))]
     pub(crate) fn check(&self) {
         let pinned = self.pinned.keys().copied();
         for id in pinned.chain(self.base..self.next_id()) {

@@ -3,7 +3,7 @@
 //! payload fits, so archives of similar-sized payloads never fragment. Otherwise the payload
 //! is appended and the buffer is compacted once garbage exceeds a quarter of it.
 
-use crate::prefetch::prefetch;
+use crate::prefetch::{self, prefetch};
 
 /// One slot's bookkeeping: one record, so a slot touched by an operation is one cache line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -132,13 +132,16 @@ impl Residents {
         crate::huge::reserve(&mut self.records, appended);
         crate::huge::reserve(&mut self.embeddings, appended * dim);
         crate::huge::reserve(&mut self.sq_norms, appended * usize::from(dim > 0));
-        for (j, (&slot, (id, payload, row))) in slots.iter().zip(items).enumerate() {
-            // Two stages: the record first, then (once it is cached) the payload it points to.
-            if let Some(r) = slots.get(j + 8).and_then(|&s| self.records.get(s as usize)) {
-                prefetch(r);
-            }
-            if let Some(r) = slots.get(j + 4).and_then(|&s| self.records.get(s as usize)) {
-                prefetch(self.bytes.as_ptr().wrapping_add(r.offset as usize));
+        // Two stages: the record first, then (once it is cached) the payload it points to.
+        let records = self.records.as_ptr();
+        let record = move |&s: &u32| prefetch(prefetch::at(records, s as usize));
+        let hinted = prefetch::ahead(slots, prefetch::AHEAD, record);
+        for (j, (&slot, (id, payload, row))) in hinted.zip(items).enumerate() {
+            if let Some(r) = slots
+                .get(j + prefetch::AHEAD / 2)
+                .and_then(|&s| self.records.get(s as usize))
+            {
+                prefetch(prefetch::at(self.bytes.as_ptr(), r.offset as usize));
             }
             let s = slot as usize;
             if s == self.records.len() {
@@ -168,14 +171,6 @@ impl Residents {
             }
         }
         self.maybe_compact();
-    }
-
-    /// Hints that the record of `slot` will be used soon.
-    #[inline]
-    pub(crate) fn prefetch(&self, slot: usize) {
-        if let Some(r) = self.records.get(slot) {
-            prefetch(r);
-        }
     }
 
     pub(crate) fn mark_sampled(&mut self, slot: usize) {

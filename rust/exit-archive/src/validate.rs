@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use crate::config::{Config, Prioritization, ID_LIMIT, MAX_SAMPLE};
-use crate::error::{invalid, Error, Result};
+use crate::error::{invalid, Result};
+use crate::id::Id;
 use crate::novelty::Metric;
 use crate::residents::sq_norm;
 
@@ -35,15 +36,14 @@ pub(crate) fn vectors(values: &[f32], dim: usize, metric: Metric, what: &str) ->
     Ok(())
 }
 
-/// The arguments of `add`. `depth(p)` is the lineage depth of id `p` (below `next_id`), None
-/// when its lineage is not kept.
+/// The arguments of `add`, but for the parents' ids (the lineage log checks those):
+/// lengths, scores, payload sizes, embeddings, and room in the id space.
 pub(crate) fn add(
     cfg: &Config,
     next_id: u64,
-    depth: impl Fn(u64) -> Option<u32>,
     payloads: &[&[u8]],
     scores: &[f64],
-    parents: Option<&[i64]>,
+    parents: Option<usize>,
     embeddings: Option<&[f32]>,
 ) -> Result<()> {
     let m = payloads.len();
@@ -66,34 +66,8 @@ pub(crate) fn add(
             cfg.max_payload_bytes
         ));
     }
-    if let Some(parents) = parents {
-        if parents.len() != m {
-            return invalid(format!("got {m} payloads but {} parents", parents.len()));
-        }
-        for (i, &p) in parents.iter().enumerate() {
-            if p < -1 {
-                return invalid(format!("parent must be -1 (none) or an id, got {p}"));
-            }
-            if p < 0 {
-                continue;
-            }
-            let p = p as u64;
-            // A parent inserted earlier in this batch is known too.
-            if p >= next_id {
-                if p >= next_id + i as u64 {
-                    return Err(Error::UnknownId(p));
-                }
-                continue;
-            }
-            // A chain inside the batch adds at most m generations to a known parent's depth.
-            match depth(p) {
-                None => return Err(Error::UnknownId(p)),
-                Some(d) if d as u64 + m as u64 >= u32::MAX as u64 => {
-                    return invalid(format!("lineage depth would exceed {}", u32::MAX))
-                }
-                Some(_) => {}
-            }
-        }
+    if let Some(len) = parents.filter(|&len| len != m) {
+        return invalid(format!("got {m} payloads but {len} parents"));
     }
     match (cfg.embedding_dim, embeddings) {
         (None, Some(_)) => invalid("this archive has no embedding_dim; pass embeddings=None"),
@@ -103,7 +77,7 @@ pub(crate) fn add(
         )),
         (Some(_), None) => Ok(()),
         (Some(dim), Some(e)) => {
-            if e.len() != m * dim {
+            if m.checked_mul(dim) != Some(e.len()) {
                 return invalid(format!(
                     "embeddings must have shape ({m}, {dim}), got {} values",
                     e.len()
@@ -114,7 +88,7 @@ pub(crate) fn add(
     }
 }
 
-pub(crate) fn distinct(ids: &[u64], what: &str) -> Result<()> {
+pub(crate) fn distinct(ids: &[Id], what: &str) -> Result<()> {
     if ids.len() > 1 {
         let mut seen = HashSet::with_capacity(ids.len());
         if let Some(id) = ids.iter().find(|&&id| !seen.insert(id)) {

@@ -1,7 +1,7 @@
 //! Arbitrary operation sequences against a plain model of the resident set and scores.
 #![no_main]
 
-use exit_archive::{Admission, Archive, Config, Prioritization};
+use exit_archive::{Admission, Archive, Config, Id, Prioritization};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         _ => x as f64,
     };
     let mut a = Archive::new(cfg).unwrap();
-    let mut model: Vec<(u64, f64)> = Vec::new();
+    let mut model: Vec<(Id, f64)> = Vec::new();
     let mut rejected = 0u64;
     let mut step = 0u64;
     for chunk in ops.chunks(3) {
@@ -45,16 +45,12 @@ fuzz_target!(|data: &[u8]| {
                 let scores: Vec<f64> = (0..n)
                     .map(|i| score_of(((y as usize + i * 3) % 7) as u8))
                     .collect();
-                let parent = match a.next_id() {
-                    0 => -1,
+                let parent = match a.next_id().get() {
+                    0 => None,
                     next => {
-                        let p = y as u64 % next;
+                        let p = Id(y as u64 % next);
                         // Forgotten ids (evicted below the lineage floor) cannot be parents.
-                        if a.lineage(&[p]).is_ok() {
-                            p as i64
-                        } else {
-                            -1
-                        }
+                        a.lineage(&[p]).is_ok().then_some(p)
                     }
                 };
                 let parents = vec![parent; n];
@@ -100,8 +96,8 @@ fuzz_target!(|data: &[u8]| {
                 a = Archive::from_bytes(&a.to_bytes()).unwrap();
             }
             5 if x & 1 == 0 => {
-                let floor = a.forget_lineage(a.next_id() * y as u64 / 255);
-                for id in 0..a.next_id() {
+                let floor = a.forget_lineage(Id(a.next_id().get() * y as u64 / 255));
+                for id in (0..a.next_id().get()).map(Id) {
                     let resident = model.iter().any(|m| m.0 == id);
                     assert_eq!(a.lineage(&[id]).is_ok(), id >= floor || resident);
                 }
@@ -110,13 +106,13 @@ fuzz_target!(|data: &[u8]| {
                 // Invalid inputs must fail and change nothing.
                 let before = a.to_bytes();
                 assert!(a.add(&[b"x"], &[f64::NAN], None, None, 0).is_err());
-                assert!(a.update_scores(&[u64::MAX], &[1.0]).is_err());
+                assert!(a.update_scores(&[Id(u64::MAX)], &[1.0]).is_err());
                 assert_eq!(a.to_bytes(), before);
             }
         }
         a.check_invariants();
         assert_eq!(a.stats().rejected, rejected);
-        let mut ids: Vec<u64> = model.iter().map(|m| m.0).collect();
+        let mut ids: Vec<Id> = model.iter().map(|m| m.0).collect();
         ids.sort_unstable();
         assert_eq!(a.ids(), ids);
     }

@@ -4,7 +4,7 @@
 //! input may panic; the archive must stay consistent and counters must never move back.
 #![no_main]
 
-use exit_archive::Archive;
+use exit_archive::{Archive, Id};
 use libfuzzer_sys::fuzz_target;
 
 /// Bytes of operations before the snapshot.
@@ -33,13 +33,14 @@ fuzz_target!(|data: &[u8]| {
         match op % 7 {
             0 | 1 => {
                 let m = 1 + (x % 5) as usize;
-                let floor = a.lineage_floor();
-                let span = a.next_id() - floor;
-                let parents: Vec<i64> = (0..m)
+                let floor = a.lineage_floor().get();
+                let next = a.next_id().get();
+                let span = next - floor;
+                let parents: Vec<Option<Id>> = (0..m)
                     .map(|i| match (x as usize + i) % 3 {
-                        0 if span > 0 => (floor + (x as u64 * 7 + i as u64) % span) as i64,
-                        1 => a.next_id() as i64 + i as i64 - 1,
-                        _ => -1,
+                        0 if span > 0 => Some(Id(floor + (x as u64 * 7 + i as u64) % span)),
+                        1 => (next + i as u64).checked_sub(1).map(Id),
+                        _ => None,
                     })
                     .collect();
                 let scores: Vec<f64> = (0..m)
@@ -76,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             5 => {
-                a.forget_lineage(a.next_id().saturating_sub(x as u64));
+                a.forget_lineage(Id(a.next_id().get().saturating_sub(x as u64)));
             }
             _ => {
                 let bytes = a.to_bytes();

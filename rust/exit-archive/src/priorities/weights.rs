@@ -3,7 +3,7 @@
 //! accumulated, so updates do not drift and the tree is a pure function of its leaves: a
 //! loaded snapshot samples exactly as the saved archive would.
 
-use crate::prefetch::prefetch;
+use crate::prefetch::{self, prefetch};
 
 const ARITY: usize = 8;
 
@@ -88,10 +88,9 @@ impl WeightTree {
             return;
         }
         let mut dirty: Vec<u64> = vec![0; (self.levels[0].len() / ARITY).div_ceil(64)];
-        for (i, &(slot, w)) in updates.iter().enumerate() {
-            if let Some(&(ahead, _)) = updates.get(i + 8) {
-                prefetch(&self.levels[0][ahead as usize]);
-            }
+        let leaves = self.levels[0].as_ptr();
+        let hint = |&(s, _): &(u32, f64)| prefetch(prefetch::at(leaves, s as usize));
+        for &(slot, w) in prefetch::ahead(updates, prefetch::AHEAD, hint) {
             self.levels[0][slot as usize] = w;
             let parent = slot as usize / ARITY;
             dirty[parent / 64] |= 1 << (parent % 64);

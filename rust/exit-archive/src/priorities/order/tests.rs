@@ -1,0 +1,149 @@
+use super::*;
+use crate::rng::Rng;
+use std::collections::BTreeMap;
+
+fn key(score_rank: u64, id: u64) -> Key {
+    Key { score_rank, id }
+}
+
+fn sorted_batch(rng: &mut Rng, model: &BTreeMap<Key, u32>, size: usize) -> Vec<Entry> {
+    let mut batch = BTreeMap::new();
+    while batch.len() < size {
+        let k = key(rng.below(4000), rng.below(50));
+        if !model.contains_key(&k) {
+            batch.insert(k, rng.below(1000) as u32);
+        }
+    }
+    batch
+        .into_iter()
+        .map(|(key, slot)| Entry { key, slot })
+        .collect()
+}
+
+fn expect(tree: &OrderIndex, model: &BTreeMap<Key, u32>) {
+    tree.check();
+    let expected: Vec<Entry> = model
+        .iter()
+        .map(|(&key, &slot)| Entry { key, slot })
+        .collect();
+    assert_eq!(tree.entries(), expected);
+    for (r, e) in expected.iter().enumerate().step_by(13) {
+        assert_eq!(tree.select(r), *e);
+        assert_eq!(tree.rank_lower_bound(&e.key), r);
+    }
+}
+
+#[test]
+fn batches_match_a_sorted_map() {
+    let mut rng = Rng::new(3);
+    let mut tree = OrderIndex::new();
+    let mut model: BTreeMap<Key, u32> = BTreeMap::new();
+    for round in 0..3000 {
+        let size = [1, 2, 7, 40, 300][rng.below(5) as usize];
+        let choice = rng.below(6);
+        if choice < 2 && !model.is_empty() {
+            // Remove a random sorted subset, sometimes a contiguous run.
+            let all: Vec<Key> = model.keys().copied().collect();
+            let keys: Vec<Key> = if rng.below(2) == 0 {
+                let start = rng.below(all.len() as u64) as usize;
+                all[start..(start + size).min(all.len())].to_vec()
+            } else {
+                all.into_iter()
+                    .filter(|_| rng.below(4) == 0)
+                    .take(size)
+                    .collect()
+            };
+            tree.remove_sorted(&keys);
+            for k in &keys {
+                model.remove(k);
+            }
+        } else if choice == 2 && !model.is_empty() {
+            // Remove a rank range, sometimes the whole tail.
+            let n = model.len();
+            let lo = rng.below(n as u64) as usize;
+            let hi = if rng.below(3) == 0 {
+                n
+            } else {
+                (lo + size).min(n)
+            };
+            tree.remove_range(lo, hi);
+            let gone: Vec<Key> = model.keys().skip(lo).take(hi - lo).copied().collect();
+            for k in gone {
+                model.remove(&k);
+            }
+        } else if model.len() < 20_000 {
+            let batch = sorted_batch(&mut rng, &model, size);
+            tree.insert_sorted(&batch);
+            model.extend(batch.iter().map(|e| (e.key, e.slot)));
+        }
+        assert_eq!(tree.len(), model.len());
+        if round % 97 == 0 {
+            expect(&tree, &model);
+        }
+    }
+    expect(&tree, &model);
+    let n = tree.len();
+    tree.remove_range(0, n);
+    assert_eq!(tree.len(), 0);
+    tree.check();
+    tree.insert_sorted(&[Entry {
+        key: key(1, 1),
+        slot: 7,
+    }]);
+    assert_eq!(tree.select(0).slot, 7);
+}
+
+#[test]
+fn positions_walk_the_leaf_chain_and_reads_change_nothing() {
+    let entries: Vec<Entry> = (0..5000u64)
+        .map(|i| Entry {
+            key: key(i / 3, i),
+            slot: i as u32,
+        })
+        .collect();
+    let mut tree = OrderIndex::from_sorted(&entries);
+    // Unsorted appends in some leaves, then reads, which must not sort them.
+    let extra: Vec<Entry> = (0..500u64)
+        .map(|i| Entry {
+            key: key(i * 5, 10_000 + i),
+            slot: 9,
+        })
+        .collect();
+    tree.insert_sorted(&extra);
+    let unsorted = tree.leaves.iter().filter(|l| l.sorted < l.len).count();
+    assert!(unsorted > 0);
+    tree.check();
+    let all = tree.entries();
+    assert_eq!(
+        tree.rank_lower_bound(&key(100, 0)),
+        all.partition_point(|e| e.key < key(100, 0))
+    );
+    let mut pos = tree.locate(17);
+    assert_eq!(tree.at(pos), all[17]);
+    for expected in &all[18..] {
+        pos = tree.next_position(pos).expect("not at the end");
+        assert_eq!(tree.at(pos), *expected);
+    }
+    assert!(tree.next_position(pos).is_none());
+    for r in (0..all.len() - 1).rev() {
+        pos = tree.prev_position(pos).expect("not at the start");
+        assert_eq!(tree.at(pos), all[r]);
+    }
+    assert!(tree.prev_position(pos).is_none());
+    for (r, e) in all.iter().enumerate() {
+        assert_eq!(tree.select(r), *e);
+    }
+    assert_eq!(
+        tree.leaves.iter().filter(|l| l.sorted < l.len).count(),
+        unsorted
+    );
+    tree.set_slot(&key(10, 31), 99);
+    assert_eq!(
+        tree.select(tree.rank_lower_bound(&key(10, 31))),
+        Entry {
+            key: key(10, 31),
+            slot: 99
+        }
+    );
+    tree.check();
+}
