@@ -26,15 +26,19 @@ pub(crate) fn reserve<T>(v: &mut Vec<T>, additional: usize) {
     *v = grown;
 }
 
-/// `v.reserve(additional)`, then advice for the room not yet written: for buffers that grow
-/// without bound (the lineage log), where copying at every doubling would cost more than the
-/// small pages it avoids (`realloc` remaps large buffers without copying).
-pub(crate) fn reserve_unbounded<T>(v: &mut Vec<T>, additional: usize) {
+/// `v.try_reserve(additional)`, then advice for the room not yet written: for buffers that
+/// grow without bound, where copying at every doubling would cost more than the small pages
+/// it avoids (`realloc` remaps large buffers without copying).
+pub(crate) fn try_reserve_unbounded<T>(
+    v: &mut Vec<T>,
+    additional: usize,
+) -> Result<(), std::collections::TryReserveError> {
     let before = v.capacity();
-    v.reserve(additional);
+    v.try_reserve(additional)?;
     if v.capacity() != before {
         advise(v);
     }
+    Ok(())
 }
 
 /// A zeroed vector, on huge pages when large: for primitive `T` the zeroed buffer comes from

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::ops::{Index, IndexMut};
 
-use crate::error::{invalid, try_with_capacity, Error, Result};
+use crate::error::{invalid, Error, Result};
 use crate::id::Id;
 use crate::prefetch;
 
@@ -121,57 +121,56 @@ impl LineageLog {
         }
     }
 
-    /// The records of `m` new ids numbered from `next_id()`, `parents[i]` naming each one's
-    /// parent (None: a root). Checks every parent: its lineage must be kept, or it must come
-    /// earlier in the batch; a depth past `u32::MAX` is refused. Changes nothing.
-    pub(crate) fn children(
-        &self,
-        parents: Option<&[Option<Id>]>,
-        m: usize,
-    ) -> Result<Vec<LogRecord>> {
+    /// Appends the records of `m` new ids numbered from `next_id()`, `parents[i]` naming
+    /// each one's parent (None: a root). Checks every parent: its lineage must be kept, or it
+    /// must come earlier in the batch; a depth past `u32::MAX` is refused. On an error the log
+    /// is left as it was.
+    pub(crate) fn push_children(&mut self, parents: Option<&[Option<Id>]>, m: usize) -> Result<()> {
         let first = self.next_id();
-        let mut out: Vec<LogRecord> = try_with_capacity(m, "lineage records")?;
+        let before = self.records.len();
+        crate::huge::try_reserve_unbounded(&mut self.records, m)
+            .map_err(|_| Error::Invalid(format!("cannot allocate lineage records for {m} ids")))?;
         let Some(parents) = parents else {
-            out.extend((0..m as u64).map(|i| LogRecord::root(first + i)));
-            return Ok(out);
+            self.records
+                .extend((0..m as u64).map(|i| LogRecord::root(first + i)));
+            return Ok(());
         };
-        let hint = |p: &Option<Id>| {
-            if let Some(p) = p {
-                self.prefetch(p.0);
+        let result = self.push_each(first, parents);
+        if result.is_err() {
+            self.records.truncate(before);
+        }
+        result
+    }
+
+    fn push_each(&mut self, first: u64, parents: &[Option<Id>]) -> Result<()> {
+        let records = self.records.as_ptr();
+        let base = self.base;
+        let hint = move |p: &Option<Id>| {
+            if let Some(i) = p.and_then(|p| p.0.checked_sub(base)) {
+                prefetch::prefetch(prefetch::at(records, i as usize));
             }
         };
         for (i, &parent) in prefetch::ahead(parents, 2 * prefetch::AHEAD, hint).enumerate() {
             let id = first + i as u64;
             let Some(Id(p)) = parent else {
-                out.push(LogRecord::root(id));
+                self.records.push(LogRecord::root(id));
                 continue;
             };
-            // A parent inserted earlier in this batch has its record in `out` already.
-            let record = match p.checked_sub(first) {
-                Some(j) => out.get(j as usize),
-                None => self.get(p),
-            };
-            let Some(record) = record else {
+            // A parent inserted earlier in this batch has its record pushed already.
+            let Some(&record) = (if p < id { self.get(p) } else { None }) else {
                 return Err(Error::UnknownId(Id(p)));
             };
             let Some(depth) = record.depth.checked_add(1) else {
                 return invalid(format!("lineage depth would exceed {}", u32::MAX));
             };
-            let root = record.root;
-            out.push(LogRecord {
+            self.records.push(LogRecord {
                 parent: p,
-                root,
+                root: record.root,
                 depth,
                 slot: NOT_PLACED,
             });
         }
-        Ok(out)
-    }
-
-    /// Appends the records of new ids, as `children` computed them.
-    pub(crate) fn extend(&mut self, records: &[LogRecord]) {
-        crate::huge::reserve_unbounded(&mut self.records, records.len());
-        self.records.extend_from_slice(records);
+        Ok(())
     }
 
     /// Records of ids >= base, in id order.

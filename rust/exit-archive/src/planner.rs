@@ -1,24 +1,19 @@
-//! Which entries a batch insertion evicts or rejects: a pure function of the scores, unit-tested
-//! against one-at-a-time insertion.
+//! Which entries a batch insertion evicts or rejects: inserting the entries one at a time,
+//! simulated on the low end of the archive only. A pure function of the scores, unit-tested
+//! against a plain one-at-a-time insertion.
 //!
-//! Entries compare by (score, id) with new ids above every resident's and ascending within the
-//! batch. Inserting m entries one at a time into an archive of n residents and capacity c
-//! evicts, when n + m > c, E = n + m − c entries in all, and both admission rules reduce to a
-//! selection:
-//! - `Always` (evict the lowest, never the entry being inserted): after the first eviction the
-//!   c − 1 highest entries seen so far are always resident besides the newest, so the batch
-//!   ends with the c − 1 highest of (residents + all new entries but the last) plus the last:
-//!   the E lowest of (residents + new entries but the last) leave.
-//! - `NotBelowMin` (enter only if not below the lowest, then evict it): each step keeps the c
-//!   highest of what it has seen, so the E lowest of (residents + all new entries) leave. A
-//!   new entry among them was either rejected on arrival (below the lowest resident of that
-//!   moment) or admitted and evicted later; telling them apart replays only the low end.
-//!
-//! The residents are read lowest first and only as far as needed. New entries below every
-//! resident need no sorting: they leave before any resident, so a selection finds which.
+//! Members compare by (score, id), and a new entry's id is above every resident's and above
+//! the earlier entries of its batch. The lowest member of a full archive is either the next
+//! resident in eviction order (read lazily, only as far as insertions evict) or the lowest of
+//! the new entries admitted so far (a min-heap). Each insertion then costs O(1) when it is
+//! rejected and O(log m) otherwise, whatever the archive's size.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::iter::Peekable;
 
 use crate::config::Admission;
-use crate::priorities::{ascending_bits, sort_by_score};
+use crate::priorities::ascending_bits;
 
 /// The outcome of inserting a batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,193 +38,130 @@ pub(crate) fn plan(
     residents: impl Iterator<Item = f64>,
 ) -> Plan {
     let m = scores.len();
-    let overflow = (len + m).saturating_sub(capacity);
-    if overflow == 0 {
+    if len + m <= capacity {
         return Plan {
             survivors: (0..m as u32).collect(),
             ..Plan::default()
         };
     }
-    let mut residents = residents.peekable();
-    let lowest_resident = residents.peek().map(|&s| ascending_bits(s));
-    let below_all = |i: usize| lowest_resident.map_or(true, |r| ascending_bits(scores[i]) < r);
-    let mut removed = vec![false; m];
-    let mut rejected = 0;
-    let mut candidates: Vec<u32> = Vec::with_capacity(m);
+    let residents = residents.map(ascending_bits).peekable();
     match admission {
-        Admission::Always => {
-            // The E lowest of residents and new entries but the last leave. When enough new
-            // entries lie below every resident, they are exactly the E lowest of those.
-            let low: Vec<u32> = (0..m as u32 - 1)
-                .filter(|&i| below_all(i as usize))
-                .collect();
-            if low.len() >= overflow {
-                let mut keyed: Vec<(u64, u32)> = low
-                    .iter()
-                    .map(|&i| (ascending_bits(scores[i as usize]), i))
-                    .collect();
-                if overflow < keyed.len() {
-                    keyed.select_nth_unstable(overflow - 1);
-                }
-                for &(_, i) in &keyed[..overflow] {
-                    removed[i as usize] = true;
-                }
-                return finish(m, 0, removed, 0, overflow);
-            }
-            candidates.extend((0..m as u32 - 1).filter(|&i| !below_all(i as usize)));
-            for &i in &low {
-                removed[i as usize] = true;
-            }
-            let taken = merge(scores, &candidates, &mut residents, overflow - low.len());
-            let victims = taken.iter().filter(|e| e.is_none()).count();
-            for i in taken.iter().flatten() {
-                removed[*i as usize] = true;
-            }
-            finish(m, victims, removed, 0, overflow - victims)
-        }
-        Admission::NotBelowMin => {
-            // Once full, the lowest resident only rises, so an entry arriving after the archive
-            // is full and scoring below the lowest of the residents and the fill entries is
-            // rejected without changing anything: drop those first.
-            let fill = capacity - len;
-            let floor = scores[..fill.min(m)]
-                .iter()
-                .map(|&s| ascending_bits(s))
-                .chain(lowest_resident)
-                .min();
-            let mut kept: Vec<u32> = Vec::with_capacity(m);
-            for i in 0..m {
-                let bits = ascending_bits(scores[i]);
-                if i >= fill && floor.is_some_and(|f| bits < f) {
-                    removed[i] = true;
-                    rejected += 1;
-                } else {
-                    kept.push(i as u32);
-                }
-            }
-            let overflow = (len + kept.len()).saturating_sub(capacity);
-            if overflow == 0 {
-                return finish(m, 0, removed, rejected, 0);
-            }
-            candidates.extend(&kept);
-            // One more than the entries that leave: the lowest one that stays.
-            let low_end = merge(scores, &candidates, &mut residents, overflow + 1);
-            let victims = low_end[..overflow].iter().filter(|e| e.is_none()).count();
-            for i in low_end[..overflow].iter().flatten() {
-                removed[*i as usize] = true;
-            }
-            let replayed = count_rejected(m, &kept, len, capacity, &low_end);
-            finish(
-                m,
-                victims,
-                removed,
-                rejected + replayed,
-                overflow - victims - replayed,
-            )
-        }
+        Admission::Always => plan_always(scores, len, capacity, residents),
+        Admission::NotBelowMin => plan_not_below_min(scores, len, capacity, residents),
     }
 }
 
-fn finish(
-    m: usize,
-    victims: usize,
-    removed: Vec<bool>,
-    rejected: usize,
-    evicted_new: usize,
-) -> Plan {
-    Plan {
-        victims,
-        survivors: (0..m as u32).filter(|&i| !removed[i as usize]).collect(),
-        rejected,
-        evicted_new,
-    }
-}
-
-/// The `count` lowest of the residents and the candidate new entries, ascending (None: the
-/// next resident; Some(i): new entry i). On equal scores the resident comes first: its id is
-/// smaller.
-fn merge(
+/// `Always`: the batch ends with the capacity − 1 highest of the residents and all new
+/// entries but the last, plus the last. The new entries among them are the highest ones, so
+/// they are taken highest first, each displacing the lowest resident left while it outranks
+/// it; only the entries that end resident are sorted.
+fn plan_always(
     scores: &[f64],
-    candidates: &[u32],
-    residents: &mut std::iter::Peekable<impl Iterator<Item = f64>>,
-    count: usize,
-) -> Vec<Option<u32>> {
-    let sorted = sort_by_score(candidates, |i| scores[i as usize]);
-    let mut out = Vec::with_capacity(count);
-    let mut b = 0;
-    while out.len() < count {
-        let resident = residents.peek().map(|&s| ascending_bits(s));
-        let new = sorted.get(b).map(|&i| ascending_bits(scores[i as usize]));
-        match (resident, new) {
-            (Some(r), Some(x)) if r <= x => {
-                residents.next();
-                out.push(None);
-            }
-            (Some(_), None) => {
-                residents.next();
-                out.push(None);
-            }
-            (_, Some(_)) => {
-                out.push(Some(sorted[b]));
-                b += 1;
-            }
-            (None, None) => break,
-        }
-    }
-    out
-}
-
-/// Replays `NotBelowMin` insertions of the `kept` entries on the low end only. `low_end`
-/// lists, ascending, the entries that leave plus the lowest one that stays (None: a
-/// resident, Some(i): new entry i). Every entry above it is admitted on arrival, and the
-/// archive's lowest entry is always in `low_end` and only moves up once the archive is full,
-/// so one forward pointer tracks it.
-fn count_rejected(
-    m: usize,
-    kept: &[u32],
     len: usize,
     capacity: usize,
-    low_end: &[Option<u32>],
-) -> usize {
-    const HIGH: u32 = u32::MAX;
-    let mut position = vec![HIGH; m];
-    for (q, e) in low_end.iter().enumerate() {
-        if let Some(i) = e {
-            position[*i as usize] = q as u32;
-        }
+    mut residents: Peekable<impl Iterator<Item = u64>>,
+) -> Plan {
+    let m = scores.len();
+    let places = capacity - 1;
+    let mut plan = Plan::default();
+    // Residents beyond the places leave whatever comes (the last entry takes one).
+    while len - plan.victims > places {
+        residents.next();
+        plan.victims += 1;
     }
-    let mut present: Vec<bool> = low_end.iter().map(|e| e.is_none()).collect();
-    let mut size = len;
-    let mut lowest: Option<usize> = None;
-    let mut rejected = 0;
-    for &i in kept {
-        let q = position[i as usize];
-        if size < capacity {
-            if q != HIGH {
-                present[q as usize] = true;
+    let mut kept = 0;
+    for (score_bits, i) in descending(&scores[..m - 1]) {
+        if len - plan.victims + kept >= places {
+            // Equal scores: the resident is lower (its id is smaller) and leaves.
+            match residents.peek() {
+                Some(&r) if score_bits >= r => {
+                    residents.next();
+                    plan.victims += 1;
+                }
+                _ => break,
             }
-            size += 1;
-            continue;
         }
-        let p =
-            *lowest.get_or_insert_with(|| present.iter().position(|&x| x).expect("a lowest entry"));
-        if q != HIGH && (q as usize) < p {
-            rejected += 1;
-            continue;
-        }
-        if q != HIGH {
-            present[q as usize] = true;
-        }
-        present[p] = false;
-        let next = p
-            + 1
-            + present[p + 1..]
-                .iter()
-                .position(|&x| x)
-                .expect("a lowest entry");
-        lowest = Some(next);
+        plan.survivors.push(i);
+        kept += 1;
     }
-    rejected
+    plan.evicted_new = m - 1 - kept;
+    plan.survivors.push(m as u32 - 1);
+    plan.survivors.sort_unstable();
+    plan
+}
+
+/// Batch positions by descending (score, position), lazily: the highest are selected and
+/// sorted in growing groups, so that taking k of m entries costs O(m + k log k) per group.
+fn descending(scores: &[f64]) -> impl Iterator<Item = (u64, u32)> + '_ {
+    let mut keys: Vec<(u64, u32)> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (ascending_bits(s), i as u32))
+        .collect();
+    // keys[..sorted] are the highest, in descending order; keys[next] is handed out next.
+    let (mut sorted, mut next, mut group) = (0, 0, 64);
+    std::iter::from_fn(move || {
+        if next == keys.len() {
+            return None;
+        }
+        if next == sorted {
+            let rest = &mut keys[sorted..];
+            let take = group.min(rest.len());
+            if take < rest.len() {
+                rest.select_nth_unstable_by(take - 1, |a, b| b.cmp(a));
+            }
+            rest[..take].sort_unstable_by(|a, b| b.cmp(a));
+            sorted += take;
+            group *= 4;
+        }
+        next += 1;
+        Some(keys[next - 1])
+    })
+}
+
+/// `NotBelowMin`: each entry enters only if its score is at least the lowest member's, and
+/// then evicts that member. Simulated one entry at a time on the low end: the lowest member
+/// is the next resident in eviction order or the lowest new entry admitted so far (a
+/// min-heap), so a rejection costs O(1) and an admission O(log m).
+fn plan_not_below_min(
+    scores: &[f64],
+    len: usize,
+    capacity: usize,
+    mut residents: Peekable<impl Iterator<Item = u64>>,
+) -> Plan {
+    let mut admitted: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::with_capacity(scores.len());
+    let mut plan = Plan::default();
+    let mut size = len;
+    for (i, &score) in scores.iter().enumerate() {
+        let key = (ascending_bits(score), i as u32);
+        if size < capacity {
+            size += 1;
+        } else {
+            // On equal scores the resident is lower: its id is smaller.
+            let resident = residents.peek().copied();
+            let newest = admitted.peek().map(|low| low.0 .0);
+            let from_residents = match (resident, newest) {
+                (Some(r), Some(n)) => r <= n,
+                (r, _) => r.is_some(),
+            };
+            let lowest = if from_residents { resident } else { newest };
+            if lowest.is_some_and(|lowest| key.0 < lowest) {
+                plan.rejected += 1;
+                continue;
+            }
+            if from_residents {
+                residents.next();
+                plan.victims += 1;
+            } else {
+                admitted.pop();
+                plan.evicted_new += 1;
+            }
+        }
+        admitted.push(Reverse(key));
+    }
+    plan.survivors = admitted.into_iter().map(|low| low.0 .1).collect();
+    plan.survivors.sort_unstable();
+    plan
 }
 
 #[cfg(test)]

@@ -26,6 +26,40 @@ use crate::residents::Residents;
 use crate::rng::Rng;
 use crate::validate;
 
+/// A set of slots (open addressing, sized for its expected count): finds repeats in a batch
+/// of ids without sorting it.
+struct SlotSet {
+    table: Vec<u32>,
+    mask: usize,
+}
+
+impl SlotSet {
+    const EMPTY: u32 = u32::MAX;
+
+    fn with_room(count: usize) -> Self {
+        let size = (2 * count).next_power_of_two().max(8);
+        SlotSet {
+            table: vec![Self::EMPTY; size],
+            mask: size - 1,
+        }
+    }
+
+    /// Adds `slot`; false when it was there already.
+    fn insert(&mut self, slot: u32) -> bool {
+        let mut i = (slot as usize).wrapping_mul(0x9E37_79B9) & self.mask;
+        loop {
+            match self.table[i] {
+                Self::EMPTY => {
+                    self.table[i] = slot;
+                    return true;
+                }
+                s if s == slot => return false,
+                _ => i = (i + 1) & self.mask,
+            }
+        }
+    }
+}
+
 /// Event counters that snapshots carry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Counters {
@@ -178,9 +212,8 @@ impl Archive {
             parents.map(|p| p.len()),
             embeddings,
         )?;
-        let records = self.log.children(parents, m)?;
         let mut ids = try_with_capacity(m, "ids")?;
-        self.log.extend(&records);
+        self.log.push_children(parents, m)?;
         let mut taken = Vec::new();
         let plan = planner::plan(
             scores,
@@ -232,23 +265,13 @@ impl Archive {
         validate::same_length(ids.len(), scores.len())?;
         let slots = self.slots_of(ids)?;
         validate::scores(scores, self.cfg.prioritization)?;
-        let mut changes: Vec<(u32, u64, f64)> = Vec::with_capacity(ids.len());
-        if ids.len() == 1 {
-            changes.push((slots[0] as u32, ids[0].0, scores[0]));
-        } else {
-            // Keep the last occurrence of each slot.
-            let mut order: Vec<(u32, u32)> = slots
-                .iter()
-                .enumerate()
-                .map(|(i, &s)| (s as u32, i as u32))
-                .collect();
-            order.sort_unstable();
-            for (k, &(slot, i)) in order.iter().enumerate() {
-                if order.get(k + 1).map_or(true, |next| next.0 != slot) {
-                    changes.push((slot, ids[i as usize].0, scores[i as usize]));
-                }
-            }
-        }
+        // The last occurrence of each slot wins: walk backwards, keep the first seen.
+        let mut seen = SlotSet::with_room(ids.len());
+        let changes: Vec<(u32, u64, f64)> = (0..ids.len())
+            .rev()
+            .filter(|&i| seen.insert(slots[i] as u32))
+            .map(|i| (slots[i] as u32, ids[i].0, scores[i]))
+            .collect();
         self.priorities.rescore(&changes);
         Ok(())
     }

@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use super::order::{Entry, OrderIndex};
+use super::order::Entry;
 use super::{bulk, rank_key, sort, Candidate, Priorities};
 use crate::prefetch::{self, prefetch};
 
@@ -43,9 +43,7 @@ impl Priorities {
         let new = ranked(arrivals, slots);
         let gone = rank_ranges(victims.iter().map(|v| v.rank));
         if bulk(victims.len() + new.len(), self.len()) {
-            self.order = merged(&self.order, &new, |rank, _| {
-                gone.iter().any(|r| r.contains(&rank))
-            });
+            self.order = self.order.rebuilt(&gone, &new);
         } else {
             // Highest ranks first, so that the lower ranges keep their ranks.
             for r in gone.iter().rev() {
@@ -116,7 +114,7 @@ fn ranked(arrivals: &[Arrival], slots: &[u32]) -> Vec<Entry> {
 /// Distinct ranks as ascending, disjoint ranges. The victims of one batch form at most two:
 /// every rank below the run of equal scores the last victim belongs to, and a first part of
 /// that run (eviction and rank order both put its smaller ids first).
-fn rank_ranges(ranks: impl Iterator<Item = usize>) -> Vec<Range<usize>> {
+pub(super) fn rank_ranges(ranks: impl Iterator<Item = usize>) -> Vec<Range<usize>> {
     let mut sorted: Vec<usize> = ranks.collect();
     sorted.sort_unstable();
     let mut out: Vec<Range<usize>> = Vec::new();
@@ -127,29 +125,4 @@ fn rank_ranges(ranks: impl Iterator<Item = usize>) -> Vec<Range<usize>> {
         }
     }
     out
-}
-
-/// The index without the entries `gone(rank, key)` names and with the sorted `new` entries,
-/// rebuilt packed: one pass over both, O(n + batch).
-pub(super) fn merged(
-    order: &OrderIndex,
-    new: &[Entry],
-    mut gone: impl FnMut(usize, super::order::Key) -> bool,
-) -> OrderIndex {
-    let mut out = Vec::with_capacity(order.len() + new.len());
-    let (mut a, mut rank) = (0, 0);
-    order.walk_from(0, &mut |e| {
-        rank += 1;
-        if gone(rank - 1, e.key) {
-            return true;
-        }
-        while a < new.len() && new[a].key < e.key {
-            out.push(new[a]);
-            a += 1;
-        }
-        out.push(e);
-        true
-    });
-    out.extend_from_slice(&new[a..]);
-    OrderIndex::from_sorted(&out)
 }

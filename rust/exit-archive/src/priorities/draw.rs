@@ -2,15 +2,15 @@
 
 use super::Priorities;
 use crate::config::Prioritization;
-use crate::prefetch;
 use crate::rng::Rng;
 
 /// Draws resolved per chunk, so the working memory beside the output stays small whatever k.
 const CHUNK: usize = 4096;
 
 impl Priorities {
-    /// Draws `k` slots i.i.d. from the sampling law at `step` into `out`.
-    pub(crate) fn draw(&self, rng: &mut Rng, k: usize, step: u64, out: &mut Vec<u32>) {
+    /// Draws `k` slots i.i.d. from the sampling law at `step` into `out` (the law does not
+    /// change; the order index sorts the leaves the draws read).
+    pub(crate) fn draw(&mut self, rng: &mut Rng, k: usize, step: u64, out: &mut Vec<u32>) {
         let mut left = k;
         while left > 0 {
             let c = left.min(CHUNK);
@@ -21,7 +21,7 @@ impl Priorities {
 
     /// Appends `k` draws to `out`. The random numbers are taken in draw order, then the score
     /// draws are resolved as a batch, their tree walks overlapped.
-    fn draw_chunk(&self, rng: &mut Rng, k: usize, step: u64, out: &mut Vec<u32>) {
+    fn draw_chunk(&mut self, rng: &mut Rng, k: usize, step: u64, out: &mut Vec<u32>) {
         let n = self.len();
         let coef = self.staleness_coef;
         let stale_total = self.stale.total(step, n);
@@ -57,10 +57,9 @@ impl Priorities {
                 }
             });
         }
-        let hint = |&(_, r): &(usize, usize)| self.order.prefetch_rank(r);
-        for &(i, r) in prefetch::ahead(&by_rank, prefetch::AHEAD, hint) {
-            out[i] = self.order.select(r).slot;
-        }
+        let ranks: Vec<usize> = by_rank.iter().map(|d| d.1).collect();
+        self.order
+            .select_many(&ranks, |j, e| out[by_rank[j].0] = e.slot);
         let targets: Vec<f64> = by_weight.iter().map(|d| d.1).collect();
         for (&(i, _), slot) in by_weight.iter().zip(self.weights.find_many(&targets)) {
             out[i] = slot as u32;

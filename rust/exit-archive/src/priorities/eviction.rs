@@ -1,9 +1,11 @@
 //! Residents in eviction order (score ascending, then id ascending), read lazily from the
 //! order index, whose rank order is score descending, then id ascending. The two orders are
 //! reverses of each other except inside a run of equal scores, where both put the smaller id
-//! first: so the runs are taken from the last rank backwards, each listed forwards.
+//! first: so the index is read backwards from its last rank, and a run of equal scores is
+//! listed forwards from its first rank (found by one search, so that a long run is read
+//! only as far as entries are taken).
 
-use super::order::{Key, OrderIndex, Position};
+use super::order::{Cursor, Key, OrderIndex};
 
 /// A resident, as listed in eviction order.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -15,10 +17,9 @@ pub(crate) struct Candidate {
     pub(crate) rank: usize,
 }
 
-/// A run of equal scores being listed: the next position, its rank, and the ranks left.
-#[derive(Clone, Copy)]
-struct Run {
-    pos: Position,
+/// A run of equal scores being listed forwards: the cursor, its rank, and the ranks left.
+struct Run<'a> {
+    cursor: Cursor<'a>,
     rank: usize,
     left: usize,
 }
@@ -27,23 +28,26 @@ struct Run {
 pub(crate) struct EvictionOrder<'a> {
     order: &'a OrderIndex,
     scores: &'a [f64],
-    /// Ranks below this have not been listed yet.
+    /// At the highest rank not listed yet, `end - 1`; None once every rank is listed.
+    back: Option<Cursor<'a>>,
     end: usize,
-    run: Option<Run>,
+    run: Option<Run<'a>>,
 }
 
 impl<'a> EvictionOrder<'a> {
     pub(super) fn new(order: &'a OrderIndex, scores: &'a [f64]) -> Self {
+        let end = order.len();
         EvictionOrder {
             order,
             scores,
-            end: order.len(),
+            back: end.checked_sub(1).map(|last| Cursor::at_rank(order, last)),
+            end,
             run: None,
         }
     }
 
-    fn candidate(&self, pos: Position, rank: usize) -> Candidate {
-        let e = self.order.at(pos);
+    fn candidate(&self, c: &Cursor, rank: usize) -> Candidate {
+        let e = c.entry();
         Candidate {
             score: self.scores[e.slot as usize],
             id: e.key.id,
@@ -52,27 +56,23 @@ impl<'a> EvictionOrder<'a> {
         }
     }
 
-    /// Starts the run of equal scores that ends just below rank `end`.
-    fn start_run(&mut self) -> Option<Run> {
-        let last = self.end.checked_sub(1)?;
-        let pos = self.order.locate(last);
-        let score_rank = self.order.at(pos).key.score_rank;
-        // A single entry unless its neighbour below shares its score (the common case).
-        let tied = self
-            .order
-            .prev_position(pos)
-            .is_some_and(|p| self.order.at(p).key.score_rank == score_rank);
-        let start = if tied {
-            self.order.rank_lower_bound(&Key { score_rank, id: 0 })
+    /// The next entry of the run being listed, if any.
+    fn next_in_run(&mut self) -> Option<Candidate> {
+        let run = self.run.as_mut()?;
+        let (rank, left) = (run.rank, run.left);
+        let e = run.cursor.entry();
+        if left > 1 {
+            run.cursor.advance();
+            run.rank += 1;
+            run.left -= 1;
         } else {
-            last
-        };
-        self.end = start;
-        let pos = if tied { self.order.locate(start) } else { pos };
-        Some(Run {
-            pos,
-            rank: start,
-            left: last + 1 - start,
+            self.run = None;
+        }
+        Some(Candidate {
+            score: self.scores[e.slot as usize],
+            id: e.key.id,
+            slot: e.slot,
+            rank,
         })
     }
 }
@@ -81,19 +81,31 @@ impl Iterator for EvictionOrder<'_> {
     type Item = Candidate;
 
     fn next(&mut self) -> Option<Candidate> {
-        let run = match self.run {
-            Some(run) => run,
-            None => self.start_run()?,
-        };
-        let c = self.candidate(run.pos, run.rank);
-        self.run = (run.left > 1).then(|| Run {
-            pos: self
-                .order
-                .next_position(run.pos)
-                .expect("the run continues"),
-            rank: run.rank + 1,
-            left: run.left - 1,
-        });
-        Some(c)
+        if let Some(c) = self.next_in_run() {
+            return Some(c);
+        }
+        let back = self.back.as_mut()?;
+        let last = self.end - 1;
+        let score_rank = back.entry().key.score_rank;
+        let current = self.candidate(self.back.as_ref()?, last);
+        let back = self.back.as_mut()?;
+        let moved = back.retreat();
+        if moved && back.entry().key.score_rank == score_rank {
+            // A run of equal scores: list it forwards from its first rank.
+            let start = self.order.rank_lower_bound(&Key { score_rank, id: 0 });
+            self.end = start;
+            self.back = (start > 0).then(|| Cursor::at_rank(self.order, start - 1));
+            self.run = Some(Run {
+                cursor: Cursor::at_rank(self.order, start),
+                rank: start,
+                left: last + 1 - start,
+            });
+            return self.next_in_run();
+        }
+        self.end = last;
+        if !moved {
+            self.back = None;
+        }
+        Some(current)
     }
 }

@@ -29,7 +29,6 @@ pub(crate) use eviction::{Candidate, EvictionOrder};
 use order::{Entry, Key, OrderIndex};
 use rank::RankTable;
 pub(crate) use reference::{initial_weight_ref, weight_ref_fits};
-pub(crate) use sort::by_score as sort_by_score;
 use staleness::StalenessTree;
 use weights::WeightTree;
 
@@ -215,13 +214,6 @@ impl Priorities {
         if let Some(top) = changes.iter().map(|c| c.2).reduce(f64::max) {
             self.make_weight_room(top);
         }
-        let scores = self.scores.as_ptr();
-        let mut gone: Vec<Key> = prefetch::ahead(changes, prefetch::AHEAD, |c| {
-            prefetch(prefetch::at(scores, c.0 as usize))
-        })
-        .map(|&(slot, id, _)| rank_key(self.scores[slot as usize], id))
-        .collect();
-        gone.sort_unstable();
         let mut new: Vec<Entry> = changes
             .iter()
             .map(|&(slot, id, score)| Entry {
@@ -230,13 +222,17 @@ impl Priorities {
             })
             .collect();
         new.sort_unstable_by_key(|e| e.key);
-        if bulk(gone.len() + new.len(), self.len()) {
-            let mut g = 0;
-            self.order = admit::merged(&self.order, &new, |_, key| {
-                let hit = gone.get(g) == Some(&key);
-                g += usize::from(hit);
-                hit
-            });
+        let scores = self.scores.as_ptr();
+        let hint = |c: &(u32, u64, f64)| prefetch(prefetch::at(scores, c.0 as usize));
+        let mut gone: Vec<Key> = prefetch::ahead(changes, prefetch::AHEAD, hint)
+            .map(|&(slot, id, _)| rank_key(self.scores[slot as usize], id))
+            .collect();
+        gone.sort_unstable();
+        if bulk(2 * changes.len(), self.len()) {
+            // The old keys' ranks, ascending, as ranges for the rebuild's run copies.
+            let ranks = gone.iter().map(|k| self.order.rank_lower_bound(k));
+            let ranges = admit::rank_ranges(ranks);
+            self.order = self.order.rebuilt(&ranges, &new);
         } else {
             self.order.remove_sorted(&gone);
             self.order.insert_sorted(&new);

@@ -145,7 +145,8 @@ impl OrderIndex {
             self.insert_into(child, height - 1, batch, &mut splits, ahead);
             let moved: u32 = splits.iter().map(|s| s.count).sum();
             let inner = &mut self.inners[node as usize];
-            inner.counts[part.child] += batch.len() as u32 - moved;
+            // Splits move old entries too, so `moved` may exceed the batch.
+            inner.counts[part.child] = inner.counts[part.child] + batch.len() as u32 - moved;
             if !splits.is_empty() {
                 new_children.push((part.child, splits));
             }

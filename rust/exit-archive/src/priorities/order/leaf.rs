@@ -58,15 +58,44 @@ impl Leaf {
         }
     }
 
-    /// The appended entries, sorted, on the stack.
-    fn sorted_tail(&self) -> ([Entry; LEAF_CAP], usize) {
-        let mut buf = [Entry::default(); LEAF_CAP];
+    /// Storage indices of the appended entries, sorted by key (64 bytes on the stack).
+    fn sorted_tail(&self) -> ([u8; LEAF_CAP], usize) {
         let (s, t) = (self.sorted as usize, self.tail());
-        for (b, i) in buf.iter_mut().zip(s..s + t) {
-            *b = self.entry(i);
+        let mut idx = [0u8; LEAF_CAP];
+        for (k, i) in idx[..t].iter_mut().enumerate() {
+            *i = (s + k) as u8;
         }
-        buf[..t].sort_unstable_by_key(|e| e.key);
-        (buf, t)
+        idx[..t].sort_unstable_by_key(|&i| self.keys[i as usize]);
+        (idx, t)
+    }
+
+    /// Calls `f` with the storage index of each entry in ascending key order, until it
+    /// returns false.
+    fn for_each_ordered(&self, mut f: impl FnMut(usize) -> bool) {
+        let s = self.sorted as usize;
+        if self.tail() == 0 {
+            for i in 0..s {
+                if !f(i) {
+                    return;
+                }
+            }
+            return;
+        }
+        let (tail, t) = self.sorted_tail();
+        let (mut a, mut b) = (0, 0);
+        while a < s || b < t {
+            let take_prefix = b == t || (a < s && self.keys[a] < self.keys[tail[b] as usize]);
+            let i = if take_prefix {
+                a += 1;
+                a - 1
+            } else {
+                b += 1;
+                tail[b - 1] as usize
+            };
+            if !f(i) {
+                return;
+            }
+        }
     }
 
     /// The entry of rank `i` within the leaf (0-based, ascending).
@@ -74,52 +103,44 @@ impl Leaf {
         if self.tail() == 0 {
             return self.entry(i);
         }
-        // Merge the sorted prefix with the sorted tail up to rank i.
-        let (tail, t) = self.sorted_tail();
-        let (mut a, mut b) = (0, 0);
-        let s = self.sorted as usize;
-        loop {
-            let take_prefix = b == t || (a < s && self.keys[a] < tail[b].key);
-            if a + b == i {
-                return if take_prefix { self.entry(a) } else { tail[b] };
-            }
-            if take_prefix {
-                a += 1;
-            } else {
-                b += 1;
-            }
-        }
+        let (mut rank, mut found) = (0, 0);
+        self.for_each_ordered(|k| {
+            found = k;
+            rank += 1;
+            rank <= i
+        });
+        self.entry(found)
     }
 
-    /// The entries in ascending order.
+    /// Copies the entries in ascending order into `out`; returns how many.
+    pub(super) fn ordered_into(&self, out: &mut [Entry; LEAF_CAP]) -> usize {
+        let mut w = 0;
+        self.for_each_ordered(|i| {
+            out[w] = self.entry(i);
+            w += 1;
+            true
+        });
+        w
+    }
+
+    /// The entries in ascending order, appended to `out`.
     pub(super) fn ordered(&self, out: &mut Vec<Entry>) {
-        let start = out.len();
-        out.extend((0..self.len()).map(|i| self.entry(i)));
-        if self.tail() > 0 {
-            out[start..].sort_unstable_by_key(|e| e.key);
-        }
+        self.for_each_ordered(|i| {
+            out.push(self.entry(i));
+            true
+        });
     }
 
     /// Sorts the appended entries into the prefix.
     pub(super) fn normalize(&mut self) {
-        let (s, n) = (self.sorted as usize, self.len as usize);
-        if s == n {
+        if self.tail() == 0 {
             return;
         }
-        let (tail, t) = self.sorted_tail();
-        // Merge from the back: the prefix moves up only as far as needed.
-        let (mut i, mut j, mut w) = (s, t, n);
-        while j > 0 {
-            w -= 1;
-            if i > 0 && self.keys[i - 1] > tail[j - 1].key {
-                i -= 1;
-                self.keys[w] = self.keys[i];
-                self.slots[w] = self.slots[i];
-            } else {
-                j -= 1;
-                self.keys[w] = tail[j].key;
-                self.slots[w] = tail[j].slot;
-            }
+        let mut buf = [Entry::default(); LEAF_CAP];
+        let n = self.ordered_into(&mut buf);
+        for (k, e) in buf[..n].iter().enumerate() {
+            self.keys[k] = e.key;
+            self.slots[k] = e.slot;
         }
         self.sorted = self.len;
     }
@@ -156,8 +177,15 @@ impl Leaf {
         (s..self.len()).find(|&i| self.keys[i] == *key)
     }
 
-    /// Removes present keys (ascending); the leaf is sorted afterwards.
+    /// Removes present keys (ascending). A few keys are taken out one by one (the unsorted
+    /// tail stays unsorted); many in one pass over the sorted leaf.
     pub(super) fn remove(&mut self, keys: &[Key]) {
+        if keys.len() * 8 <= self.len() {
+            for key in keys {
+                self.remove_one(key);
+            }
+            return;
+        }
         self.normalize();
         let (mut w, mut j) = (0, 0);
         for r in 0..self.len() {
@@ -179,6 +207,24 @@ impl Leaf {
         );
         self.len = w as u32;
         self.sorted = self.len;
+    }
+
+    /// Removes one present key: from the sorted prefix by shifting what follows it (the tail
+    /// keeps its place after the prefix), from the tail by moving the last entry into it.
+    fn remove_one(&mut self, key: &Key) {
+        let (s, n) = (self.sorted as usize, self.len());
+        let at = self
+            .position(key)
+            .expect("removed a key that is not present");
+        if at < s {
+            self.keys.copy_within(at + 1..n, at);
+            self.slots.copy_within(at + 1..n, at);
+            self.sorted -= 1;
+        } else {
+            self.keys[at] = self.keys[n - 1];
+            self.slots[at] = self.slots[n - 1];
+        }
+        self.len -= 1;
     }
 
     /// Removes the entries of ranks `lo..hi` within the leaf; the leaf is sorted afterwards.

@@ -12,11 +12,14 @@
 //! amortized cost O(log n) per key.
 
 mod batch;
+mod cursor;
 mod leaf;
+mod rebuild;
 #[cfg(test)]
 mod tests;
 
 use crate::prefetch::prefetch_range;
+pub(crate) use cursor::Cursor;
 use leaf::{Leaf, LEAF_CAP};
 
 const INNER_CAP: usize = 64;
@@ -40,9 +43,9 @@ pub(crate) struct Entry {
     pub(crate) slot: u32,
 }
 
-/// A place in the tree for a cursor: a leaf and a rank within it.
+/// A place in the tree: a leaf and a rank within it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Position {
+struct Position {
     leaf: u32,
     index: usize,
 }
@@ -180,6 +183,20 @@ impl OrderIndex {
         self.at(self.leaf_of_rank(r))
     }
 
+    /// The entries of many ranks, read in the given order, each leaf sorted first: a batch of
+    /// draws reads each leaf once sorted instead of sorting its appended tail per read.
+    pub(crate) fn select_many(&mut self, ranks: &[usize], mut f: impl FnMut(usize, Entry)) {
+        for (i, &r) in ranks.iter().enumerate() {
+            if let Some(&later) = ranks.get(i + crate::prefetch::AHEAD) {
+                self.prefetch_rank(later);
+            }
+            let pos = self.leaf_of_rank(r);
+            let leaf = &mut self.leaves[pos.leaf as usize];
+            leaf.normalize();
+            f(i, leaf.nth(pos.index));
+        }
+    }
+
     /// Number of keys strictly smaller than `key`.
     pub(crate) fn rank_lower_bound(&self, key: &Key) -> usize {
         let mut node = self.root as usize;
@@ -211,58 +228,13 @@ impl OrderIndex {
     }
 
     /// The position of rank `r`.
-    pub(crate) fn locate(&self, r: usize) -> Position {
+    fn locate(&self, r: usize) -> Position {
         self.leaf_of_rank(r)
     }
 
     /// The entry at a position.
-    pub(crate) fn at(&self, pos: Position) -> Entry {
+    fn at(&self, pos: Position) -> Entry {
         self.leaves[pos.leaf as usize].nth(pos.index)
-    }
-
-    /// The position after `pos`; None at the end.
-    pub(crate) fn next_position(&self, pos: Position) -> Option<Position> {
-        let leaf = &self.leaves[pos.leaf as usize];
-        if pos.index + 1 < leaf.len() {
-            return Some(Position {
-                index: pos.index + 1,
-                ..pos
-            });
-        }
-        let mut next = leaf.next;
-        while next != NONE {
-            let l = &self.leaves[next as usize];
-            if l.len > 0 {
-                return Some(Position {
-                    leaf: next,
-                    index: 0,
-                });
-            }
-            next = l.next;
-        }
-        None
-    }
-
-    /// The position before `pos`; None at the start.
-    pub(crate) fn prev_position(&self, pos: Position) -> Option<Position> {
-        if pos.index > 0 {
-            return Some(Position {
-                index: pos.index - 1,
-                ..pos
-            });
-        }
-        let mut prev = self.leaves[pos.leaf as usize].prev;
-        while prev != NONE {
-            let l = &self.leaves[prev as usize];
-            if l.len > 0 {
-                return Some(Position {
-                    leaf: prev,
-                    index: l.len() - 1,
-                });
-            }
-            prev = l.prev;
-        }
-        None
     }
 
     /// Calls `f` on entries in ascending order from rank `from` until it returns false.
@@ -318,48 +290,9 @@ impl OrderIndex {
 
     /// Builds a packed tree from strictly ascending entries.
     pub(crate) fn from_sorted(entries: &[Entry]) -> Self {
-        debug_assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
-        let mut tree = OrderIndex::new();
-        if entries.is_empty() {
-            return tree;
-        }
-        tree.leaves.clear();
-        let chunks = entries.len().div_ceil(LEAF_FILL);
-        crate::huge::reserve(&mut tree.leaves, chunks);
-        let mut level: Vec<Child> = Vec::with_capacity(chunks);
-        for (c, chunk) in entries.chunks(LEAF_FILL).enumerate() {
-            let mut leaf = Leaf::filled(chunk);
-            leaf.prev = if c > 0 { c as u32 - 1 } else { NONE };
-            leaf.next = if c + 1 < chunks { c as u32 + 1 } else { NONE };
-            tree.leaves.push(leaf);
-            level.push(Child {
-                first: chunk[0].key,
-                node: c as u32,
-                count: chunk.len() as u32,
-            });
-        }
-        let mut height = 0;
-        while level.len() > 1 {
-            level = level
-                .chunks(INNER_FILL)
-                .map(|chunk| {
-                    let mut inner = Inner::empty();
-                    inner.set_children(chunk);
-                    let total = inner.total();
-                    tree.inners.push(inner);
-                    Child {
-                        first: chunk[0].first,
-                        node: (tree.inners.len() - 1) as u32,
-                        count: total,
-                    }
-                })
-                .collect();
-            height += 1;
-        }
-        tree.root = level[0].node;
-        tree.height = height;
-        tree.len = entries.len();
-        tree
+        let keys: Vec<Key> = entries.iter().map(|e| e.key).collect();
+        let slots: Vec<u32> = entries.iter().map(|e| e.slot).collect();
+        OrderIndex::from_parts(&keys, &slots)
     }
 
     /// Checks structural invariants (tests and debugging).

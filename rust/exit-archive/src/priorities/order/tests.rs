@@ -118,18 +118,40 @@ fn positions_walk_the_leaf_chain_and_reads_change_nothing() {
         tree.rank_lower_bound(&key(100, 0)),
         all.partition_point(|e| e.key < key(100, 0))
     );
-    let mut pos = tree.locate(17);
-    assert_eq!(tree.at(pos), all[17]);
+    let mut cursor = Cursor::at_rank(&tree, 17);
+    assert_eq!(cursor.entry(), all[17]);
     for expected in &all[18..] {
-        pos = tree.next_position(pos).expect("not at the end");
-        assert_eq!(tree.at(pos), *expected);
+        assert!(cursor.advance(), "not at the end");
+        assert_eq!(cursor.entry(), *expected);
     }
-    assert!(tree.next_position(pos).is_none());
+    assert!(!cursor.advance());
     for r in (0..all.len() - 1).rev() {
-        pos = tree.prev_position(pos).expect("not at the start");
-        assert_eq!(tree.at(pos), all[r]);
+        assert!(cursor.retreat(), "not at the start");
+        assert_eq!(cursor.entry(), all[r]);
     }
-    assert!(tree.prev_position(pos).is_none());
+    assert!(!cursor.retreat());
+    // A rebuild by merge equals the sorted union without the removed ranks.
+    let new: Vec<Entry> = (0..40u64)
+        .map(|i| Entry {
+            key: key(i * 31, 20_000 + i),
+            slot: 3,
+        })
+        .collect();
+    let gone: Vec<std::ops::Range<usize>> = (0..all.len())
+        .step_by(7)
+        .map(|r| r..(r + 2).min(all.len()))
+        .collect();
+    let merged = tree.rebuilt(&gone, &new);
+    let mut expected: Vec<Entry> = all
+        .iter()
+        .enumerate()
+        .filter(|(r, _)| r % 7 > 1)
+        .map(|(_, e)| *e)
+        .chain(new.iter().copied())
+        .collect();
+    expected.sort_unstable_by_key(|e| e.key);
+    merged.check();
+    assert_eq!(merged.entries(), expected);
     for (r, e) in all.iter().enumerate() {
         assert_eq!(tree.select(r), *e);
     }

@@ -1,0 +1,148 @@
+//! Rebuilding the index packed, in one pass over the leaf chain and a sorted batch: runs
+//! between the batch's keys and the removed entries are copied whole, so the pass costs a
+//! copy of the entries plus O(log) per change, and a large batch is cheaper this way than
+//! one descent per key.
+
+use std::ops::Range;
+
+use super::leaf::{Leaf, LEAF_CAP};
+use super::{Child, Entry, Inner, Key, OrderIndex, INNER_FILL, LEAF_FILL, NONE};
+
+/// The output of a rebuild, as the two arrays leaves are made of.
+struct Out {
+    keys: Vec<Key>,
+    slots: Vec<u32>,
+}
+
+impl Out {
+    fn push(&mut self, e: Entry) {
+        self.keys.push(e.key);
+        self.slots.push(e.slot);
+    }
+
+    fn copy(&mut self, keys: &[Key], slots: &[u32]) {
+        self.keys.extend_from_slice(keys);
+        self.slots.extend_from_slice(slots);
+    }
+}
+
+impl OrderIndex {
+    /// The index without the entries at the `gone` ranks (ascending disjoint ranges) and with
+    /// the sorted `new` ones, built packed.
+    pub(crate) fn rebuilt(&self, gone: &[Range<usize>], new: &[Entry]) -> Self {
+        let mut out = Out {
+            keys: Vec::with_capacity(self.len + new.len()),
+            slots: Vec::with_capacity(self.len + new.len()),
+        };
+        let (mut a, mut g, mut rank) = (0, 0, 0);
+        // An unsorted leaf is read through sorted copies.
+        let (mut sorted_keys, mut sorted_slots) = ([Key::default(); LEAF_CAP], [0u32; LEAF_CAP]);
+        let mut leaf = self.root;
+        for _ in 0..self.height {
+            leaf = self.inners[leaf as usize].children[0];
+        }
+        while leaf != NONE {
+            let l = &self.leaves[leaf as usize];
+            let n = l.len();
+            let (keys, slots): (&[Key], &[u32]) = if l.sorted == l.len {
+                (&l.keys[..n], &l.slots[..n])
+            } else {
+                let mut buf = [Entry::default(); LEAF_CAP];
+                l.ordered_into(&mut buf);
+                for (k, e) in buf[..n].iter().enumerate() {
+                    sorted_keys[k] = e.key;
+                    sorted_slots[k] = e.slot;
+                }
+                (&sorted_keys[..n], &sorted_slots[..n])
+            };
+            let mut i = 0;
+            while i < n {
+                // Copy as is up to the next new key or removed entry.
+                let mut j = n;
+                if let Some(next) = new.get(a) {
+                    j = i + keys[i..j].partition_point(|k| *k < next.key);
+                }
+                if let Some(r) = gone.get(g) {
+                    j = j.min(r.start.saturating_sub(rank).max(i));
+                }
+                out.copy(&keys[i..j], &slots[i..j]);
+                i = j;
+                if i == n {
+                    break;
+                }
+                if new.get(a).is_some_and(|e| e.key < keys[i]) {
+                    out.push(new[a]);
+                    a += 1;
+                    continue;
+                }
+                // keys[i] is removed.
+                let end = gone[g].end;
+                i = (end - rank).min(n);
+                if end <= rank + n {
+                    g += 1;
+                }
+            }
+            rank += n;
+            leaf = l.next;
+        }
+        for &e in &new[a..] {
+            out.push(e);
+        }
+        OrderIndex::from_parts(&out.keys, &out.slots)
+    }
+
+    /// Builds a packed tree from strictly ascending keys and their slots.
+    pub(crate) fn from_parts(keys: &[Key], slots: &[u32]) -> Self {
+        debug_assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        let mut tree = OrderIndex::new();
+        if keys.is_empty() {
+            return tree;
+        }
+        tree.leaves.clear();
+        let chunks = keys.len().div_ceil(LEAF_FILL);
+        crate::huge::reserve(&mut tree.leaves, chunks);
+        let mut level: Vec<Child> = Vec::with_capacity(chunks);
+        // Leaves are filled in place: a leaf is too large to build on the stack and copy.
+        tree.leaves.resize_with(chunks, Leaf::empty);
+        for (c, (k, s)) in keys
+            .chunks(LEAF_FILL)
+            .zip(slots.chunks(LEAF_FILL))
+            .enumerate()
+        {
+            let leaf = &mut tree.leaves[c];
+            leaf.len = k.len() as u32;
+            leaf.sorted = leaf.len;
+            leaf.keys[..k.len()].copy_from_slice(k);
+            leaf.slots[..k.len()].copy_from_slice(s);
+            leaf.prev = if c > 0 { c as u32 - 1 } else { NONE };
+            leaf.next = if c + 1 < chunks { c as u32 + 1 } else { NONE };
+            level.push(Child {
+                first: k[0],
+                node: c as u32,
+                count: k.len() as u32,
+            });
+        }
+        let mut height = 0;
+        while level.len() > 1 {
+            level = level
+                .chunks(INNER_FILL)
+                .map(|chunk| {
+                    let mut inner = Inner::empty();
+                    inner.set_children(chunk);
+                    let total = inner.total();
+                    tree.inners.push(inner);
+                    Child {
+                        first: chunk[0].first,
+                        node: (tree.inners.len() - 1) as u32,
+                        count: total,
+                    }
+                })
+                .collect();
+            height += 1;
+        }
+        tree.root = level[0].node;
+        tree.height = height;
+        tree.len = keys.len();
+        tree
+    }
+}
