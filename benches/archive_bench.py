@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from naive_archive import NaiveNumpyArchive  # noqa: E402
 from numpy_archive import NumpyArchive  # noqa: E402
+from topn_archive import TopNumpyArchive  # noqa: E402
 
 from exit_verl import TaskArchive  # noqa: E402
 
@@ -220,7 +221,11 @@ def step_case(n: int, inp: StepInputs, steps: int) -> dict[str, float]:
     del rb
     for mode in MODES:
         opts: dict[str, Any] = {"prioritization": mode, "staleness_coef": 0.1, "seed": 0}
-        for name, cls in (("naive", NaiveNumpyArchive), ("numpy", NumpyArchive)):
+        for name, cls in (
+            ("naive", NaiveNumpyArchive),
+            ("numpy", NumpyArchive),
+            ("topn", TopNumpyArchive),
+        ):
             if name == "numpy" and mode == "softmax":
                 continue  # the reference archive has rank and proportional only
             log(f"step: N={n} {name} {mode}")
@@ -302,6 +307,8 @@ def bench_step(quick: bool) -> dict[str, Any]:
     table("Step anchors (median ms/step)", ["anchor", *[f"{n:.0e}" for n in sizes]], anchor_rows)
     print("cpprb overwrites FIFO (no score eviction, rank, staleness or lineage); naive numpy")
     print("replaces the batch-size lowest residents (not one at a time) and keeps no lineage.")
+    print("topn numpy keeps the N highest of residents and children (the resident set of")
+    print("not_below_min admission) in O(N + batch) per add, with no lineage or checks.")
     return results
 
 
