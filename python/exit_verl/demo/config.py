@@ -37,7 +37,7 @@ def default_exit() -> dict[str, Any]:
 class EvalSettings:
     """Multi-step self-improvement on the fixed held-out tasks (verl validation, `exit_val/`)."""
 
-    tasks: int = 12  # the first `tasks` of the fixed held-out split
+    tasks: int = 64  # the first `tasks` of the fixed held-out split
     iterations: int = 4  # K improvement steps after the first answer
     samples: int = 1  # chains per task (avg@n); n > 1 samples at `temperature`
     temperature: float = 0.7  # sampling temperature of the chains when samples > 1
