@@ -18,6 +18,8 @@ run() {
         +exit.embedder=hashing \
         +exit.val_iterations=3 \
         algorithm.adv_estimator=grpo \
+        reward.custom_reward_function.path=pkg://exit_verl.verl.math_reward \
+        reward.custom_reward_function.name=compute_score \
         data.train_files="$DATA/train.parquet" \
         data.val_files="$DATA/test.parquet" \
         data.train_batch_size=8 \

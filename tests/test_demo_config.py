@@ -63,6 +63,8 @@ def test_example_configs_load() -> None:
         ("model=/no/such/folder", "model"),
         ("reward=/no/such/file.py", "reward"),
         ("micro_batch_size=3", "micro_batch_size"),
+        ("task_steps=[1,9]", "task_steps"),
+        ("task_steps=[]", "task_steps"),
         ("steps", "key=value"),
     ],
 )

@@ -1,8 +1,12 @@
 """GSM8K → verl parquet (train.parquet, test.parquet) for `examples/gsm8k_exit_grpo.sh`.
 
-Rows follow verl's RL dataset layout: `prompt` (chat messages), `data_source` ("openai/gsm8k",
-which selects verl's gsm8k scorer), `ability`, `reward_model.ground_truth` and `extra_info`.
-Downloads from the Hugging Face hub on your machine; nothing in the tests calls this.
+Rows follow verl's RL dataset layout and the math domain's one answer format: the prompt is the
+math family's system prompt (final answer in `\\boxed{}`, the system prompt the improve and
+diverge prompts carry too) and the question; `reward_model.ground_truth` is the number after
+GSM8K's "####" marker, which `exit_verl.verl.math_reward` (math-verify) compares with the
+response's last `\\boxed{}`. `data_source` "exit_verl/math/gsm8k" is unknown to verl's built-in
+scorers, so a run without the math reward fails instead of scoring another format.
+Downloads from the Hugging Face hub on your machine; nothing in the tests calls `main`.
 
     python examples/data_preprocess/gsm8k.py --out ~/data/gsm8k
 """
@@ -14,8 +18,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-DATA_SOURCE = "openai/gsm8k"
-INSTRUCTION = 'Let\'s think step by step and output the final answer after "####".'
+from exit_verl.domains.math import system_prompt
+
+DATA_SOURCE = "exit_verl/math/gsm8k"
 FINAL_ANSWER = re.compile(r"####\s*(-?[0-9.,]+)")
 
 
@@ -31,7 +36,10 @@ def to_row(example: dict[str, Any], split: str, index: int) -> dict[str, Any]:
     question = example["question"]
     return {
         "data_source": DATA_SOURCE,
-        "prompt": [{"role": "user", "content": f"{question} {INSTRUCTION}"}],
+        "prompt": [
+            {"role": "system", "content": system_prompt()},
+            {"role": "user", "content": question},
+        ],
         "ability": "math",
         "reward_model": {"style": "rule", "ground_truth": final_answer(example["answer"])},
         "extra_info": {"split": split, "index": index, "question": question},

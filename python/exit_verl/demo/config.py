@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from exit_verl.demo.tasks import MAX_STEPS
+
 MODELS = ("smollm2", "tiny")
 # "arithmetic": the generated arithmetic family; "tool_use": BFCL multi-turn (demo/tool_use.py).
 DOMAINS = ("arithmetic", "tool_use")
@@ -35,7 +37,7 @@ def default_exit() -> dict[str, Any]:
 class EvalSettings:
     """Multi-step self-improvement on the fixed held-out tasks (verl validation, `exit_val/`)."""
 
-    tasks: int = 12  # the first `tasks` of the fixed held-out split
+    tasks: int = 64  # the first `tasks` of the fixed held-out split
     iterations: int = 4  # K improvement steps after the first answer
     samples: int = 1  # chains per task (avg@n); n > 1 samples at `temperature`
     temperature: float = 0.7  # sampling temperature of the chains when samples > 1
@@ -73,7 +75,8 @@ class DemoConfig:
     # ~12-15 s of a SmolLM2 step; the server's equal the actor's to ~3e-5, docs/cpu.md).
     bypass_mode: bool = True
     train_tasks: int = 256
-    task_steps: int = 2  # operations per arithmetic expression
+    # Operations per arithmetic task, cycled over the tasks: the difficulty mix.
+    task_steps: list[int] = field(default_factory=lambda: [1, 1, 2])
     save_every: int = 0  # checkpoint every N steps; 0: only after the last step
     keep_checkpoints: int = 1  # verl's trainer.max_actor_ckpt_to_keep
     seed: int = 0  # training tasks, curriculum and verl's data seed
@@ -88,8 +91,10 @@ class DemoConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "prompts_per_step", "max_new_tokens", "max_prompt_tokens"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("train_tasks", "task_steps", "micro_batch_size", "keep_checkpoints"):
+        for name in ("train_tasks", "micro_batch_size", "keep_checkpoints"):
             _at_least(name, getattr(self, name), 1)
+        if not self.task_steps or not all(1 <= s <= MAX_STEPS for s in self.task_steps):
+            raise ValueError(f"task_steps must list operation counts from 1 to {MAX_STEPS}")
         _at_least("group_size", self.group_size, 2)  # GRPO compares responses within a group
         rows = self.prompts_per_step * self.group_size
         if rows % self.micro_batch_size:  # verl's micro-batching asserts this mid-run

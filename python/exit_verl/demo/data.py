@@ -9,6 +9,7 @@ every run, arm and seed is validated on the same tasks.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 from exit_verl.demo.tasks import make_tasks
@@ -38,7 +39,7 @@ def task_files(
     train_tasks: int,
     heldout_tasks: int,
     seed: int,
-    task_steps: int,
+    task_steps: Sequence[int],
     domain: str = "arithmetic",
 ) -> dict[str, Path]:
     """Writes (or checks) `train.parquet` and `heldout.parquet` in `folder`.
