@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from deps import need
 
 
 @pytest.fixture(scope="module")
 def transfer_queue_on_ray():
     """verl's TransferQueue on a local Ray, once per module (tests/verl_fit_harness.py)."""
-    ray = pytest.importorskip("ray")
+    ray = need("ray")
     import transfer_queue as tq
     from omegaconf import OmegaConf
 

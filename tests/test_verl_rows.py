@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from deps import need
 
-pytest.importorskip("verl")
+need("verl")
 
 import torch  # noqa: E402
 import verl_fit_harness as harness  # noqa: E402

@@ -381,6 +381,12 @@ class FakeWeightSync:
     def sleep_replicas(self):
         pass
 
+    def abort_replicas(self, reject_request: bool = False):  # verl's async modes
+        pass
+
+    def resume_generation_replicas(self):
+        pass
+
 
 # -- compose, set up, run ---------------------------------------------------------------------
 
