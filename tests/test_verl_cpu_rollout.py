@@ -158,3 +158,29 @@ def test_base_sync_of_a_lora_actor_maps_base_layer_names(server, path) -> None:
     wrapped = name.replace(".weight", ".base_layer.weight")
     asyncio.run(server.update_weights([(wrapped, new)], None, False))
     assert torch.equal(dict(server.base_model.named_parameters())[name], new)
+
+
+def test_abort_pauses_generation_until_resumed(server) -> None:
+    """verl's async modes: after abort_all_requests nothing is generated until
+    resume_generation; requests arriving meanwhile wait (or, rejecting, return aborted)."""
+
+    async def run():
+        await server.abort_all_requests()
+        waiting = asyncio.ensure_future(
+            server.generate(prompt_ids=PROMPTS[0], sampling_params=dict(GREEDY), request_id="w")
+        )
+        await asyncio.sleep(0.5)
+        held = not waiting.done() and server.stats["batches"] == 0
+        await server.resume_generation()
+        done = await asyncio.wait_for(waiting, timeout=120)
+        await server.abort_all_requests(reject_request=True)
+        rejected = await server.generate(
+            prompt_ids=PROMPTS[1], sampling_params=dict(GREEDY), request_id="r"
+        )
+        await server.resume_generation()
+        return held, done, rejected
+
+    held, done, rejected = asyncio.run(run())
+    assert held
+    assert done.stop_reason == "completed" and len(done.token_ids) > 0
+    assert rejected.stop_reason == "aborted" and rejected.token_ids == []
