@@ -160,6 +160,28 @@ def test_base_sync_of_a_lora_actor_maps_base_layer_names(server, path) -> None:
     assert torch.equal(dict(server.base_model.named_parameters())[name], new)
 
 
+def test_base_sync_after_the_adapter_updates_the_wrapped_base(server, path) -> None:
+    """After a reference reset folds a LoRA adapter into the base weights, verl syncs the base
+    again into a server whose model the adapter already wraps; generation then matches the
+    actor (new base, adapter on)."""
+    peft, adapter, peft_config = _adapter(path)
+    asyncio.run(server.update_weights(list(adapter.items()), peft_config, True))
+    merged = peft.merge_and_unload()  # the actor's function, all in base weights
+    zero = {name: torch.zeros_like(t) if "lora_B" in name else t for name, t in adapter.items()}
+    base = [
+        (name.replace(".weight", ".base_layer.weight") if "proj" in name else name, tensor)
+        for name, tensor in merged.state_dict().items()
+    ]
+    asyncio.run(server.update_weights(base, peft_config, False))
+    asyncio.run(server.update_weights(list(zero.items()), peft_config, True))
+    for prompt, output in zip(PROMPTS, _generate(server, PROMPTS), strict=True):
+        tokens = prompt + output.token_ids
+        with torch.no_grad():
+            logp = torch.log_softmax(merged(torch.tensor([tokens])).logits[0].float(), -1)
+        expected = [float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(output.token_ids)]
+        assert output.log_probs == pytest.approx(expected, abs=1e-4)
+
+
 def test_abort_pauses_generation_until_resumed(server) -> None:
     """verl's async modes: after abort_all_requests nothing is generated until
     resume_generation; requests arriving meanwhile wait (or, rejecting, return aborted)."""

@@ -191,3 +191,53 @@ def test_exit_files_are_copied_to_default_hdfs_dir(data, tmp_path, mode) -> None
         for name in ("exit_archive.snap", "exit_state.json"):
             copied = Path(remote, f"global_step_{step}", name)
             assert copied.read_bytes() == (local / name).read_bytes(), copied
+
+
+ASYNC = (
+    "trainer.v1.trainer_mode=exit_colocate_async",
+    "trainer.v1.colocate_async.num_warmup_batches=1",
+    "+exit.diversity_bonus=none",
+)
+
+
+def test_colocate_async_checkpoints_its_prompts_in_flight_and_resumes_them(
+    data, tmp_path, monkeypatch
+) -> None:
+    """The prompts in flight at a save are in exit_state.json, as verl's TransferQueue holds
+    their groups; on resume verl re-issues or trains them and ExIt observes each of them."""
+    import json
+
+    spy = Spy(monkeypatch)
+    first = harness.fit(
+        compose(data, tmp_path, *ASYNC, "trainer.save_freq=2", "trainer.total_training_steps=2"),
+        tmp_path / "first.jsonl",
+        dp=DP,
+    )
+    in_flight = set(first.trainer.exit.pending)
+    assert len(in_flight) >= 4  # the warm-up batch keeps a step's prompts in flight
+    state = json.loads((tmp_path / "ckpt" / "global_step_2" / "exit_state.json").read_text())
+    assert {p["uid"] for p in state["pending"]} == in_flight
+    assert (tmp_path / "ckpt" / "global_step_2" / "transfer_queue").is_dir()
+
+    # Resumed in sync mode, those prompts could never arrive: refused.
+    with pytest.raises(ValueError, match="exit_colocate_async"):
+        harness.fit(
+            compose(data, tmp_path, "trainer.total_training_steps=3"),
+            tmp_path / "sync.jsonl",
+            dp=DP,
+        )
+
+    spy.observed.clear()
+    resumed = harness.fit(
+        compose(data, tmp_path, *ASYNC, "trainer.total_training_steps=3"),
+        tmp_path / "second.jsonl",
+        dp=DP,
+    )
+    assert resumed.trainer.global_steps >= 3
+    seen = {s["uid"]: s for s in spy.observed}
+    arrived = in_flight & (set(seen) | spy.lost)
+    assert arrived  # groups issued before the save were observed after the resume
+    assert all(seen[uid]["step"] == 3 for uid in arrived if uid in seen)
+    assert in_flight <= arrived | set(resumed.trainer.exit.pending)
+    m = step_metrics(resumed)[3]
+    assert m["exit/groups_trained"] == 4 and m["exit/group_staleness_max"] >= 1

@@ -53,8 +53,10 @@ def main_ppo_command(
     run_dir: Path,
     steps: int,
     extra: list[str] = (),
+    mode: str = "sync",
 ) -> list[str]:
-    """Stock `python -m verl.trainer.main_ppo` (verl's sync GRPO) on the CPU path."""
+    """Stock `python -m verl.trainer.main_ppo` (GRPO in trainer mode `mode`, verl's sync by
+    default) on the CPU path."""
     from exit_verl.verl.cpu import cpu_overrides
 
     return [
@@ -63,7 +65,7 @@ def main_ppo_command(
         "verl.trainer.main_ppo",
         *cpu_overrides(micro_batch_size=4),
         "algorithm.adv_estimator=grpo",
-        "trainer.v1.trainer_mode=sync",
+        f"trainer.v1.trainer_mode={mode}",
         f"data.train_files={data / 'train.parquet'}",
         f"data.val_files={data / 'val.parquet'}",
         f"actor_rollout_ref.model.path={model}",

@@ -40,7 +40,7 @@ from exit_verl.verl.rows import Rows
 from exit_verl.verl.step_stats import StepStats
 from exit_verl.verl.timed_embedder import TimedEmbedder
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 MEDIA_KEYS = ("image_key", "video_key", "audio_key")
 
 
@@ -261,7 +261,8 @@ class ExItController:
 
     def save(self, folder: str | Path, step: int) -> None:
         """Writes exit_archive.snap, then exit_state.json (which names the archive's checksum,
-        its next id and `step`), each atomically, into a verl checkpoint folder."""
+        its next id and `step`, and holds the prompts still in flight), each atomically, into
+        a verl checkpoint folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         archive = self.curriculum.archive.to_bytes()
@@ -276,13 +277,20 @@ class ExItController:
             },
             "curriculum": self.curriculum.state_dict(include_archive=False),
             "uid_counter": self._uid_counter,
+            # Issued prompts whose groups are not yet observed (verl's async modes checkpoint
+            # them in TransferQueue): in issue order, each with its task instance.
+            "pending": [
+                {"uid": uid, "issued": issued, "instance": inst.state()}
+                for uid, (inst, issued) in self.pending.items()
+            ],
         }
         write_atomic(folder / STATE_FILE, json.dumps(state).encode())
 
     def load(self, folder: str | Path, step: int) -> list[str]:
         """Restores the state saved at `step` in a checkpoint folder. Everything is read and
         checked first (state version and step, archive checksum and next id, base tasks,
-        archive settings); a mismatch raises ValueError naming it and changes nothing.
+        archive settings, prompts in flight); a mismatch raises ValueError naming it and
+        changes nothing.
         FileNotFoundError when the folder holds no ExIt state. Returns the settings that
         changed since the save (see `ExItCurriculum.load_state_dict`)."""
         folder = Path(folder)
@@ -311,11 +319,30 @@ class ExItController:
                 f"{folder / STATE_FILE} records next id {expected['next_id']}, its archive has "
                 f"{snapshot.stats()['next_id']}"
             )
+        pending = self._parse_pending(state["pending"], step, folder / STATE_FILE)
         changed = self.curriculum.load_state_dict({**state["curriculum"], "archive": snapshot})
         self._uid_counter = uid_counter
-        self.pending.clear()
+        self.pending = pending
         self.stats = StepStats()
         return changed
+
+    def _parse_pending(self, records: Any, step: int, path: Path) -> dict[str, tuple[Any, int]]:
+        if not isinstance(records, list):
+            raise ValueError(f"{path}: 'pending' must be a list")
+        pending: dict[str, tuple[Any, int]] = {}
+        for record in records:
+            if not isinstance(record, dict) or set(record) != {"uid", "issued", "instance"}:
+                raise ValueError(f"{path}: malformed pending prompt {record!r}")
+            uid, issued = record["uid"], record["issued"]
+            if not isinstance(uid, str) or "_" in uid or uid in pending:
+                raise ValueError(f"{path}: pending uid {uid!r} is malformed or repeated")
+            if isinstance(issued, bool) or not isinstance(issued, int) or not 0 <= issued <= step:
+                raise ValueError(f"{path}: pending prompt {uid} issued at step {issued!r}")
+            try:
+                pending[uid] = (self.curriculum.restore_instance(record["instance"]), issued)
+            except ValueError as e:
+                raise ValueError(f"{path}: pending prompt {uid}: {e}") from None
+        return pending
 
 
 def read_state(folder: Path) -> dict[str, Any]:
@@ -333,7 +360,7 @@ def read_state(folder: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         version = state.get("version") if isinstance(state, dict) else None
         raise ValueError(f"{path}: unsupported ExIt state version {version!r}")
-    missing = sorted({"step", "archive", "curriculum", "uid_counter"} - set(state))
+    missing = sorted({"step", "archive", "curriculum", "uid_counter", "pending"} - set(state))
     if missing:
         raise ValueError(f"{path} lacks {missing}")
     archive = state["archive"]

@@ -272,6 +272,29 @@ class ExItTrainerBase:
             self.actor_rollout_wg = listener.worker_group
         if self.global_steps > 0 and not listener.loaded:
             raise RuntimeError("verl resumed without loading the actor checkpoint")
+        if self.global_steps > 0:
+            self._check_restored_prompts()
+
+    def _check_restored_prompts(self) -> None:
+        """The prompts ExIt restored as in flight are the prompt groups verl restored to
+        TransferQueue (async modes), so every group verl re-issues or trains is known."""
+        pending = set(self.exit.pending)
+        if self.trainer_mode == "sync":
+            if pending:
+                raise ValueError(
+                    f"the checkpoint holds {len(pending)} prompts in flight, which only verl's "
+                    "async modes restore: resume it with trainer.v1.trainer_mode="
+                    f"{ASYNC_TRAINER_MODE}"
+                )
+            return
+        tags = (tq.kv_list("train") or {}).get("train", {})
+        queued = {key for key, tag in tags.items() if tag.get("is_prompt", False)}
+        if queued != pending:
+            raise ValueError(
+                f"verl restored {len(queued)} prompt groups to TransferQueue, ExIt's state "
+                f"holds {len(pending)} prompts in flight ({len(queued - pending)} unknown to "
+                f"ExIt, {len(pending - queued)} missing): the checkpoint mixes two saves"
+            )
 
     # -- validation ---------------------------------------------------------------------------
 

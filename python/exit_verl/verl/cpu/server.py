@@ -331,7 +331,13 @@ class TransformersServer:
 
         params = dict(self.base_model.named_parameters(remove_duplicate=False))
         params.update(dict(self.base_model.named_buffers(remove_duplicate=False)))
-        # A LoRA actor's base sync names wrapped layers `<layer>.base_layer.weight`.
+        # A LoRA actor's base sync names wrapped layers `<layer>.base_layer.weight`, and so
+        # does the server's own model once an adapter wraps it: both sides drop the wrapper.
+        params = {
+            name.replace(".base_layer.", "."): tensor
+            for name, tensor in params.items()
+            if "lora_" not in name
+        }
         keyed = [(name.replace(".base_layer.", "."), tensor) for name, tensor in named_tensors]
         unknown = [key for key, _ in keyed if key not in params]
         if unknown:  # checked before anything is copied: a bad bucket changes nothing
