@@ -327,3 +327,24 @@ def test_hashing_embedder() -> None:
     assert emb[0] @ emb[1] == pytest.approx(1.0) and emb[0] @ emb[2] < 0.9
     with pytest.raises(ValueError):
         make_embedder("")
+
+
+def test_bonuses_declare_truthfully_whether_they_keep_rewards() -> None:
+    """verl's group filter agrees with training only for bonuses that leave rewards alone; the
+    declaration it relies on is checked against what each bonus returns."""
+    from exit_verl.bonus import BONUSES, BonusGroup
+
+    rng = np.random.default_rng(0)
+    for name, bonus in BONUSES.items():
+        changed = False
+        for _ in range(20):
+            group = BonusGroup(
+                rewards=rng.integers(0, 2, size=6).astype(float) + 0.5,
+                embeddings=rng.normal(size=(6, 8)),
+                novelty=rng.random(6),
+                coef=0.5,
+            )
+            rewards, _ = bonus.fn(group)
+            changed |= not np.array_equal(rewards, group.rewards)
+        assert changed is not bonus.keeps_rewards, name
+    assert {n for n, b in BONUSES.items() if b.keeps_rewards} == {"none", "centroid", "knn"}
