@@ -100,7 +100,7 @@ def test_verl_example_commands_compose_and_pass_the_exit_checks(script: str) -> 
 
 
 def test_bfcl_preprocessor_writes_the_fixed_split_for_the_tool_use_agent_loop(tmp_path) -> None:
-    pytest.importorskip("bfcl_eval")
+    need("bfcl_eval")
     import json
 
     import pandas as pd

@@ -33,8 +33,9 @@ logger = logging.getLogger("exit_verl")
 TESTED_VERL = ("0.9.1",)
 TESTED_RANGE = "==0.9.1"
 USES = ("override", "swap", "call", "attribute", "exists")
-# Which part of the package needs an entry: the trainer mode, or the CPU path.
-GROUPS = ("trainer", "cpu")
+# Which part of the package needs an entry: the trainer mode, the tool-use agent loop (run in
+# verl's agent-loop workers, any trainer mode), or the CPU path.
+GROUPS = ("trainer", "agent_loop", "cpu")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Touch:
 T = "verl.trainer.ppo.v1.trainer_base:PPOTrainer"
 RB = "verl.trainer.ppo.v1.replay_buffer:ReplayBuffer"
 RRW = "verl.workers.engine_workers:ActorRolloutRefWorker"
+AL = "verl.experimental.agent_loop.agent_loop"
+TP = "verl.experimental.agent_loop.tool_parser:ToolParser"
 
 CONTRACT: tuple[Touch, ...] = (
     # -- the trainer mode (exit_verl.verl.trainer, .trainer_modes) --------------------------
@@ -177,6 +180,73 @@ CONTRACT: tuple[Touch, ...] = (
     # Entry points.
     Touch("verl.trainer.main_ppo:main", "call", ("config",)),
     Touch("verl.trainer.config", "exists"),  # driver_check composes "ppo_trainer" from it
+    # -- the tool-use agent loop (exit_verl.verl.tool_agent_loop) ----------------------------
+    Touch(AL, "exists", group="agent_loop"),  # the module plugin.py waits for
+    Touch(f"{AL}:register", "call", ("agent_name",), group="agent_loop"),
+    Touch(f"{AL}:AgentLoopBase.run", "override", ("sampling_params", "kwargs"), group="agent_loop"),
+    Touch(
+        f"{AL}:AgentLoopBase",
+        "attribute",
+        ("rollout_config", "tokenizer", "server_manager"),
+        group="agent_loop",
+    ),
+    Touch(
+        f"{AL}:AgentLoopBase.ct_build_initial_tokens",
+        "call",
+        ("messages", "tools"),
+        group="agent_loop",
+    ),
+    Touch(
+        f"{AL}:AgentLoopBase.ct_merge_context_msg",
+        "call",
+        (
+            "previous_messages",
+            "updated_messages",
+            "runtime_token_ids",
+            "response_mask",
+            "response_logprobs",
+            "tools",
+        ),
+        group="agent_loop",
+    ),
+    Touch(
+        f"{AL}:AgentLoopBase.ct_merge_assistant_token",
+        "call",
+        (
+            "runtime_token_ids",
+            "assistant_token_ids",
+            "response_mask",
+            "response_logprobs",
+            "assistant_logprobs",
+        ),
+        group="agent_loop",
+    ),
+    Touch(
+        f"{AL}:AgentLoopOutput",
+        "call",
+        (
+            "prompt_ids",
+            "response_ids",
+            "response_mask",
+            "response_logprobs",
+            "reward_score",
+            "num_turns",
+            "metrics",
+            "extra_fields",
+        ),
+        group="agent_loop",
+    ),
+    Touch(
+        "verl.workers.rollout.llm_server:LLMServerClient.generate",
+        "call",
+        ("request_id", "prompt_ids", "sampling_params"),
+        group="agent_loop",
+    ),
+    Touch(f"{TP}.get_tool_parser", "call", ("name", "tokenizer"), group="agent_loop"),
+    Touch(f"{TP}.extract_tool_calls", "call", ("responses_ids", "tools"), group="agent_loop"),
+    Touch(TP, "attribute", ("stop_token_ids",), group="agent_loop"),
+    Touch("verl.tools.schemas:OpenAIFunctionToolSchema", "exists", group="agent_loop"),
+    Touch("verl.utils.profiler:simple_timer", "call", ("name", "timing_raw"), group="agent_loop"),
     # -- the CPU path (exit_verl.verl.cpu) ---------------------------------------------------
     # CPUPlatform implements verl's platform interface (tests compare each signature).
     Touch(
