@@ -41,17 +41,23 @@ def test_every_kind_of_instance_round_trips_through_json() -> None:
         assert again.previous_reward == inst.previous_reward
 
 
-def test_a_multi_turn_cut_survives() -> None:
+def test_a_multi_turn_cut_with_tool_messages_survives() -> None:
     cur = ExItCurriculum(
         ExItConfig(min_archive_size=1, p_replay=1.0, diversity_bonus="none"), TASKS, seed=1
     )
     (inst,) = cur.next_batch(1, 0)
-    turns = [Turn(None, "a"), Turn("obs 1", "b"), Turn("obs 2", "c")]
+    call = {"type": "function", "function": {"name": "ls", "arguments": {"a": 1}}}
+    tool_turn = (
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "x.txt"},
+    )
+    turns = [Turn(None, "a"), Turn("obs 1", "b", messages=tool_turn), Turn("obs 2", "c")]
     cur.observe([inst], [[turns, turns]], np.array([[1.0, 0.0]]), 0)
     replays = [i for i in cur.next_batch(8, 1) if i.history is not None]
-    assert replays
+    assert any(t.messages for i in replays for t in i.history.turns)
     for inst in replays:
-        assert cur.restore_instance(json.loads(json.dumps(inst.state()))).prompt == inst.prompt
+        again = cur.restore_instance(json.loads(json.dumps(inst.state())))
+        assert again.prompt == inst.prompt and again.history == inst.history
 
 
 @pytest.mark.parametrize(
