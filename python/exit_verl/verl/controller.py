@@ -41,6 +41,9 @@ from exit_verl.verl.step_stats import StepStats
 from exit_verl.verl.timed_embedder import TimedEmbedder
 
 STATE_VERSION = 4
+# Version 3 (written before prompts in flight were saved) came from the sync mode only, where
+# nothing is in flight at a save: it reads as version 4 with no pending prompts.
+PENDING_SINCE = 4
 MEDIA_KEYS = ("image_key", "video_key", "audio_key")
 
 
@@ -357,9 +360,11 @@ def read_state(folder: Path) -> dict[str, Any]:
         state = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        version = state.get("version") if isinstance(state, dict) else None
+    version = state.get("version") if isinstance(state, dict) else None
+    if version not in (PENDING_SINCE - 1, STATE_VERSION):
         raise ValueError(f"{path}: unsupported ExIt state version {version!r}")
+    if version < PENDING_SINCE:
+        state = {**state, "pending": []}
     missing = sorted({"step", "archive", "curriculum", "uid_counter", "pending"} - set(state))
     if missing:
         raise ValueError(f"{path} lacks {missing}")
