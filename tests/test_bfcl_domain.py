@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from deps import need
 
-pytest.importorskip("bfcl_eval")
+need("bfcl_eval")
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402

@@ -7,9 +7,10 @@ import json
 import math
 
 import pytest
+from deps import need
 
-pytest.importorskip("scipy")
-pytest.importorskip("matplotlib")
+need("scipy")
+need("matplotlib")
 
 from exit_verl.demo import compare as compare_module  # noqa: E402
 from exit_verl.demo.config import load_config  # noqa: E402

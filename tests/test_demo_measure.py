@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 import time
 
-import pytest
+from deps import need
 
-psutil = pytest.importorskip("psutil")
+psutil = need("psutil")
 
 from exit_verl.demo.measure import run_measured  # noqa: E402
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
+from deps import need
 
 from exit_verl.demo.job import TrackerFollower
 from exit_verl.demo.metrics import (
@@ -85,7 +85,7 @@ def test_self_improvement_lists_steps_in_order() -> None:
 
 
 def test_eval_json_and_plots_from_a_run(tmp_path) -> None:
-    pytest.importorskip("matplotlib")
+    need("matplotlib")
     from exit_verl.demo.config import load_config
     from exit_verl.demo.train import write_eval_and_plots
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from deps import need
 
-ray = pytest.importorskip("ray")
+ray = need("ray")
 
 from exit_verl import TaskArchive  # noqa: E402
 from exit_verl.distributed import ArchiveActor  # noqa: E402

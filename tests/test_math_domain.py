@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from deps import need
 
-pytest.importorskip("math_verify")
+need("math_verify")
 
 from exit_verl.domains import math as math_domain  # noqa: E402
 from exit_verl.prompts import templates_for  # noqa: E402
@@ -69,7 +70,7 @@ def test_the_math_prompts_ask_for_the_format_the_scorer_reads() -> None:
 
 
 def _verl_reward_fn():
-    pytest.importorskip("verl")
+    need("verl")
     from hydra import compose, initialize_config_dir
     from verl.trainer import main_ppo
     from verl.trainer.ppo.reward import get_custom_reward_fn

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from deps import need
 
 from exit_verl import ExItConfig, History, Turn
 from exit_verl.bonus import (
@@ -285,7 +286,7 @@ def test_history_from_bytes_rejects_malformed(data: bytes) -> None:
         {"max_depth": 0},
         {"children_per_group": -1},
         {"child_selection": "worst"},
-        {"embedder": "word2vec"},
+        {"embedder": ""},
         {"domain": "poetry"},
         {"iterate": False},  # with the default p_diverge 0.2
         {"iterate": False, "p_diverge": 0.0, "diversity_bonus": "knn"},
@@ -307,7 +308,7 @@ def test_config_dict_round_trip() -> None:
 
 
 def test_config_is_an_omegaconf_structured_config() -> None:
-    omegaconf = pytest.importorskip("omegaconf")
+    omegaconf = need("omegaconf")
     merged = omegaconf.OmegaConf.merge(
         omegaconf.OmegaConf.structured(ExItConfig),
         {"p_replay": 0.3, "diversity_bonus": "knn", "reward_range": [0, 10]},
@@ -325,4 +326,25 @@ def test_hashing_embedder() -> None:
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-6)
     assert emb[0] @ emb[1] == pytest.approx(1.0) and emb[0] @ emb[2] < 0.9
     with pytest.raises(ValueError):
-        make_embedder("word2vec")
+        make_embedder("")
+
+
+def test_bonuses_declare_truthfully_whether_they_keep_rewards() -> None:
+    """verl's group filter agrees with training only for bonuses that leave rewards alone; the
+    declaration it relies on is checked against what each bonus returns."""
+    from exit_verl.bonus import BONUSES, BonusGroup
+
+    rng = np.random.default_rng(0)
+    for name, bonus in BONUSES.items():
+        changed = False
+        for _ in range(20):
+            group = BonusGroup(
+                rewards=rng.integers(0, 2, size=6).astype(float) + 0.5,
+                embeddings=rng.normal(size=(6, 8)),
+                novelty=rng.random(6),
+                coef=0.5,
+            )
+            rewards, _ = bonus.fn(group)
+            changed |= not np.array_equal(rewards, group.rewards)
+        assert changed is not bonus.keeps_rewards, name
+    assert {n for n, b in BONUSES.items() if b.keeps_rewards} == {"none", "centroid", "knn"}

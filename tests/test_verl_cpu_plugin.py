@@ -11,8 +11,9 @@ import sys
 import textwrap
 
 import pytest
+from deps import need
 
-pytest.importorskip("verl")
+need("verl")
 
 from exit_verl.verl.cpu import cpu_overrides  # noqa: E402
 
@@ -94,6 +95,21 @@ def test_with_the_setting_verl_resolves_the_cpu_path() -> None:
         "replica": "TransformersReplica",
         "omp_wait": "PASSIVE",
     }
+
+
+def test_the_reference_engine_offloads_unpinned_on_cpu() -> None:
+    """verl builds its reference model with CPUOffloadPolicy(pin_memory=True); pinning needs a
+    CUDA driver, so on the cpu platform verl's engine module builds it unpinned."""
+    code = """
+        import json
+        import verl
+        from verl.workers import engine  # registers the CPU engines, swaps the policy
+        from verl.workers.engine.fsdp import transformer_impl
+        policy = transformer_impl.CPUOffloadPolicy(pin_memory=True)
+        print(json.dumps({"pin": policy.pin_memory, "type": type(policy).__name__}))
+        """
+    assert _python(code, platform="cpu") == {"pin": False, "type": "CPUOffloadPolicy"}
+    assert _python(code, platform=None) == {"pin": True, "type": "CPUOffloadPolicy"}
 
 
 def test_resource_check_counts_the_cpu_resource() -> None:

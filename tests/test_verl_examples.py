@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from deps import need
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PREPROCESS = EXAMPLES / "data_preprocess"
@@ -137,7 +138,7 @@ def test_example_commands_fit_verls_schema_and_use_the_math_reward(script: str) 
     """Every override of each launch script is a key of verl's config (hydra refuses unknown
     keys), verl's own config validation passes, the plugin's settings checks pass, and the
     reward is the math domain's (the module the format test scores through verl)."""
-    pytest.importorskip("verl")
+    need("verl")
     from verl.utils.config import validate_config
 
     from exit_verl.verl.settings import exit_settings
@@ -154,7 +155,7 @@ def test_example_commands_fit_verls_schema_and_use_the_math_reward(script: str) 
 
 
 def test_the_paper_math_example_has_the_papers_settings() -> None:
-    pytest.importorskip("verl")
+    need("verl")
     from exit_verl.verl.settings import exit_settings
 
     config = _compose(_script_overrides("math_exit_grpo.sh"))
@@ -172,7 +173,7 @@ def test_the_paper_math_example_has_the_papers_settings() -> None:
 
 
 def test_the_tool_use_example_has_the_papers_tool_use_settings() -> None:
-    pytest.importorskip("verl")
+    need("verl")
     from verl.utils.config import omega_conf_to_dataclass
 
     from exit_verl.verl.settings import exit_settings
@@ -191,7 +192,7 @@ def test_the_tool_use_example_has_the_papers_tool_use_settings() -> None:
 
 
 def test_bfcl_preprocessor_writes_the_fixed_split_for_the_tool_use_agent_loop(tmp_path) -> None:
-    pytest.importorskip("bfcl_eval")
+    need("bfcl_eval")
     import json
 
     import pandas as pd

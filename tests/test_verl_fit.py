@@ -8,23 +8,27 @@ the response text, GRPO advantages by hand, the scripted LLM's known answers.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from deps import need
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("verl")
+ray = need("ray")
+need("verl")
 
-import torch  # noqa: E402
 import verl_fit_harness as harness  # noqa: E402
+from verl_fit_checks import (  # noqa: E402
+    GROUP,
+    Spy,
+    check_advantages,
+    gsm8k_score,
+    step_metrics,
+)
 
 from exit_verl.curriculum import ExItCurriculum, Feedback  # noqa: E402
-from exit_verl.verl.controller import ExItController  # noqa: E402
 from exit_verl.verl.rows import parse_key  # noqa: E402
 
-GROUP = 4
 DP = 3  # data-parallel ranks of the fake actor: 15 or 16 rows are padded to 24 by verl
 
 
@@ -37,96 +41,7 @@ def data(fit_data) -> dict:
 
 
 def compose(data, work: Path, *overrides: str):
-    return harness.compose(work, data["model"], str(data["train"]), str(data["val"]), *overrides)
-
-
-class Spy:
-    """Records what the controller issues and what it observes, with the trained flag."""
-
-    def __init__(self, monkeypatch) -> None:
-        self.issued: dict[int, list[dict]] = defaultdict(list)
-        self.observed: list[dict] = []
-        # (uid, session) -> (training reward, advantage scale) the controller returned
-        self.signal: dict[tuple[str, int], tuple[float, float]] = {}
-        issue, observe = ExItController.next_batch_dict, ExItController.observe
-        spy = self
-
-        def next_batch_dict(controller, n, step):
-            batch = issue(controller, n, step)
-            for i in range(n):
-                spy.issued[step].append(
-                    {
-                        "uid": str(batch["uid"][i]),
-                        "raw_prompt": [dict(m) for m in batch["raw_prompt"][i]],
-                        "extra_info": dict(batch["extra_info"][i]),
-                    }
-                )
-            return batch
-
-        def observed(controller, rows, step, trained):
-            instances = {uid: inst for uid, (inst, _) in controller.pending.items()}
-            signal = observe(controller, rows, step, trained)
-            spy.signal.update(signal)
-            archive = controller.curriculum.archive
-            for uid in {u for u, _ in signal}:
-                inst = instances[uid]
-                members = sorted((s, r) for (u, s), r in rows.session_finals().items() if u == uid)
-                resident = inst.archive_id is not None and inst.archive_id in archive
-                spy.observed.append(
-                    {
-                        "step": step,
-                        "trained": trained,
-                        "uid": uid,
-                        "instance": inst,
-                        "texts": [rows.texts[r] for _, r in members],
-                        "rewards": [float(rows.outcome[r]) for _, r in members],
-                        "score_after": archive.info([inst.archive_id])["score"][0]
-                        if resident
-                        else None,
-                    }
-                )
-            return signal
-
-        monkeypatch.setattr(ExItController, "next_batch_dict", next_batch_dict)
-        monkeypatch.setattr(ExItController, "observe", observed)
-
-
-def gsm8k_score(text: str, truth: str) -> float:
-    from verl.utils.reward_score import default_compute_score
-
-    return float(default_compute_score("openai/gsm8k", text, truth))
-
-
-def grpo(rewards: list[float]) -> np.ndarray:
-    """GRPO advantages of one group by hand (verl's default: std with Bessel, eps 1e-6)."""
-    r = np.asarray(rewards, dtype=np.float64)
-    if len(r) == 1:
-        return r.copy()
-    return (r - r.mean()) / (r.std(ddof=1) + 1e-6)
-
-
-def check_advantages(update, signal=None) -> int:
-    """The actor's advantages: GRPO of each row's training reward within its prompt's group,
-    times its advantage scale, on its masked tokens. `signal` maps (uid, session) to the
-    (training reward, scale) ExIt computed; without it: the task reward (rm_scores sum), 1."""
-    by_uid: dict[str, list[int]] = defaultdict(list)
-    reward, scale = {}, {}
-    for i in update.real_rows():
-        uid, session, _ = parse_key(update.keys[i])
-        task = float(update.rm_scores[i].sum())
-        reward[i], scale[i] = signal[(uid, session)] if signal else (task, 1.0)
-        by_uid[uid].append(i)
-    for members in by_uid.values():
-        for i, adv in zip(members, grpo([reward[i] for i in members]), strict=True):
-            expected = adv * scale[i] * update.response_mask[i].double()
-            torch.testing.assert_close(
-                update.advantages[i].double(), expected, atol=2e-5, rtol=1e-4
-            )
-    return len(reward)
-
-
-def step_metrics(run) -> dict[int, dict]:
-    return {m["step"]: m["data"] for m in run.metrics()}
+    return harness.compose_with(data, work, *overrides)
 
 
 # -- the main path and resume -----------------------------------------------------------------
@@ -328,7 +243,11 @@ def test_embedding_time_is_reported_per_step(data, tmp_path) -> None:
         dp=DP,
     )
     for m in step_metrics(run).values():
-        assert m["exit/embed_seconds"] > 0
+        assert m["timing_s/exit_embed"] > 0
+        # Observing (embedding included) has its own timer: it runs beside verl's log-prob
+        # pass, and verl's "adv" timer holds only the wait for it.
+        assert m["timing_s/exit_observe"] >= m["timing_s/exit_embed"]
+        assert m["timing_s/exit_wait"] <= m["timing_s/adv"]
         samples = m["exit/groups_trained"] * GROUP - 1  # the failing row's session 1 is missing
         assert m["exit/embed_texts"] in (samples, samples + 1)
 

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from deps import need
 
-pytest.importorskip("verl")
+need("verl")
 
 import transfer_queue  # noqa: E402
 import verl_fit_harness as harness  # noqa: E402
@@ -94,7 +95,7 @@ print("sync", get_trainer_cls("sync").__name__)
     out = run_python(probe)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "sync PPOTrainerSync" in out.stdout
-    assert "could not register verl trainer mode 'exit'" in out.stderr
+    assert "could not register verl trainer modes 'exit', 'exit_colocate_async'" in out.stderr
     assert "Traceback" in out.stderr  # the cause is shown, not swallowed at debug level
 
 
@@ -188,6 +189,29 @@ def test_the_mode_cannot_be_assigned_another_name() -> None:
 # -- settings ---------------------------------------------------------------------------------
 
 
+def test_the_reference_reset_is_the_papers_per_domain_where_verl_has_one(workdir) -> None:
+    from exit_verl.verl.settings import ReferenceReset, exit_settings
+
+    def reset(*overrides: str) -> ReferenceReset:
+        return exit_settings(compose(workdir, *overrides)).reference
+
+    kl = ("actor_rollout_ref.actor.use_kl_loss=True", "actor_rollout_ref.actor.strategy=fsdp2")
+    assert reset(*kl) == ReferenceReset(100, 1.0)  # math
+    assert reset(*kl, "+exit.domain=tool_use") == ReferenceReset(100, 1.0)
+    assert reset(*kl, "+exit.domain=mle") == ReferenceReset(100, 0.5)
+    assert reset(*kl, "+exit.ref_reset_every=7", "+exit.ref_reset_alpha=0.25") == ReferenceReset(
+        7, 0.25
+    )
+    assert reset(*kl, "+exit.ref_reset_every=0").every == 0
+    assert reset() == ReferenceReset(0, 1.0)  # no KL term: no reference, nothing said
+    fsdp1 = reset("actor_rollout_ref.actor.use_kl_loss=True")  # verl's default engine
+    assert fsdp1.every == 0 and "strategy=fsdp2" in fsdp1.note
+    lora = (*kl, "actor_rollout_ref.model.lora_rank=8")
+    assert reset(*lora) == ReferenceReset(100, 1.0)
+    lora_only = reset(*lora, "+actor_rollout_ref.actor.checkpoint.save_lora_only=True")
+    assert lora_only.every == 0 and "save_lora_only" in lora_only.note
+
+
 def test_preset_and_overrides_come_from_exit_keys(workdir) -> None:
     from exit_verl import ExItConfig
     from exit_verl.verl.settings import exit_settings
@@ -223,6 +247,24 @@ def test_preset_and_overrides_come_from_exit_keys(workdir) -> None:
         ("actor_rollout_ref.rollout.n=1", "rollout.n"),
         ("trainer.use_v1=false", "use_v1"),
         ("trainer.v1.sampler.custom_sampler.path=x.py", "custom_sampler"),
+        ("skip.rollout_tq.enable=True", "skip.rollout_tq"),
+        (
+            "algorithm.filter_groups.enable=True +exit.diversity_bonus=centroid_reward",
+            "diversity_bonus=centroid_reward",
+        ),
+        (
+            "algorithm.filter_groups.enable=True +exit.iteration_reward=improvement",
+            "iteration_reward=improvement",
+        ),
+        ("+exit.ref_reset_every=5", "use_kl_loss=true"),
+        ("actor_rollout_ref.actor.use_kl_loss=True +exit.ref_reset_every=5", "strategy=fsdp2"),
+        ("+exit.ref_reset_alpha=0", "ref_reset_alpha"),
+        ("+exit.embed_device=tpu", "embed_device"),
+        ("exit.embedder=no-org/no-such-model", "local Hugging Face cache"),
+        (
+            "trainer.v1.trainer_mode=exit_colocate_async reward.reward_model.enable=True",
+            "enable_resource_pool",
+        ),
     ],
 )
 def test_bad_settings_fail_with_the_key_named(workdir, override, message) -> None:

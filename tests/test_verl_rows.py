@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from deps import need
 
-pytest.importorskip("verl")
+need("verl")
 
 import torch  # noqa: E402
 import verl_fit_harness as harness  # noqa: E402
@@ -223,3 +224,62 @@ def test_exit_files_of_the_tracked_step_are_never_pruned(tmp_path) -> None:
     assert (tmp_path / "global_step_1" / "exit_state.json").is_file()
     _save_like_the_trainer(files, actor, tmp_path, 3, keep=1)
     assert {p.parent.name for p in tmp_path.glob("*/exit_state.json")} == {"global_step_3"}
+
+
+# -- prompts in flight in exit_state.json -----------------------------------------------------
+
+
+def _controller(tmp_path, tokenizer):
+    from exit_verl import ExItConfig
+    from exit_verl.verl.controller import ExItController
+
+    rows = [harness.task_row(i, i, 2 * i) for i in range(4)]
+    config = ExItConfig(min_archive_size=1, diversity_bonus="none")
+    return ExItController(config, verl_dataset(tmp_path, rows, tokenizer), "question", None)
+
+
+def test_prompts_in_flight_round_trip_and_malformed_ones_change_nothing(tmp_path, tokenizer):
+    import json
+
+    from exit_verl.verl.checkpoint_layout import STATE_FILE
+
+    saved = _controller(tmp_path, tokenizer)
+    issued = saved.next_batch_dict(3, 1)["uid"]
+    saved.save(tmp_path / "ckpt", 1)
+    state = json.loads((tmp_path / "ckpt" / STATE_FILE).read_text())
+    assert state["version"] == 4 and [p["uid"] for p in state["pending"]] == list(issued)
+
+    loaded = _controller(tmp_path, tokenizer)
+    loaded.load(tmp_path / "ckpt", 1)
+    assert list(loaded.pending) == list(issued)
+    for uid, (inst, step) in loaded.pending.items():
+        assert step == 1 and inst.prompt == saved.pending[uid][0].prompt
+
+    record = state["pending"][0]
+    bad_records = [
+        [record, record],  # a uid twice
+        [{**record, "issued": 2}],  # issued after the save
+        [{**record, "uid": "a_b"}],  # verl splits keys on "_"
+        [{**record, "instance": {**record["instance"], "base_index": 9}}],
+        [{k: v for k, v in record.items() if k != "instance"}],
+        {"not": "a list"},
+    ]
+    for pending in bad_records:
+        (tmp_path / "ckpt" / STATE_FILE).write_text(json.dumps({**state, "pending": pending}))
+        fresh = _controller(tmp_path, tokenizer)
+        with pytest.raises(ValueError, match="pending"):
+            fresh.load(tmp_path / "ckpt", 1)
+        assert fresh.pending == {} and fresh._uid_counter == 0
+
+    # Version 3 (sync mode only, nothing in flight at a save) reads with no pending prompts;
+    # other versions are refused.
+    v3 = {k: v for k, v in state.items() if k != "pending"}
+    for version, reads in ((3, True), (2, False), (5, False)):
+        (tmp_path / "ckpt" / STATE_FILE).write_text(json.dumps({**v3, "version": version}))
+        fresh = _controller(tmp_path, tokenizer)
+        if reads:
+            fresh.load(tmp_path / "ckpt", 1)
+            assert fresh.pending == {} and fresh._uid_counter == state["uid_counter"]
+        else:
+            with pytest.raises(ValueError, match=f"unsupported ExIt state version {version}"):
+                fresh.load(tmp_path / "ckpt", 1)

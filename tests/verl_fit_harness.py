@@ -126,6 +126,20 @@ def default_train_rows() -> list[dict]:
     return rows
 
 
+def fit_data(work: Path, train_rows: list[dict] | None = None) -> dict:
+    """The model folder and verl datasets of a fit test: `train_rows` (default: the default
+    training rows), the default validation rows plus a task whose every session fails."""
+    val = default_val_rows()
+    val.append(task_row(104, 11, 4, mark=f" {FAIL_ALL_MARK}"))
+    rows = default_train_rows() if train_rows is None else train_rows
+    return {
+        "model": make_model_dir(work / "model"),
+        "train": Path(write_parquet(work / "train.parquet", rows)),
+        "val": Path(write_parquet(work / "val.parquet", val)),
+        "val_rows": val,
+    }
+
+
 def default_val_rows() -> list[dict]:
     rows = [task_row(100 + i, 20 + i, 3 * i + 1) for i in range(3)]
     rows.append(task_row(103, 30, 2, mark=f" {FAIL_MARK}"))
@@ -381,6 +395,12 @@ class FakeWeightSync:
     def sleep_replicas(self):
         pass
 
+    def abort_replicas(self, reject_request: bool = False):  # verl's async modes
+        pass
+
+    def resume_generation_replicas(self):
+        pass
+
 
 # -- compose, set up, run ---------------------------------------------------------------------
 
@@ -436,6 +456,11 @@ def compose(workdir: Path, model_dir: Path, train: str, val: str, *overrides: st
     config_dir = str(Path(main_ppo.__file__).parent / "config")
     with initialize_config_dir(config_dir=config_dir, version_base=None):
         return hydra_compose(config_name="ppo_trainer", overrides=[*base, *overrides])
+
+
+def compose_with(data: dict, work: Path, *overrides: str):
+    """`compose` over the files of `fit_data`."""
+    return compose(work, data["model"], str(data["train"]), str(data["val"]), *overrides)
 
 
 def setup_trainer(config: Any, dp: int = 3, filler: int = 0, llm_factory=None):

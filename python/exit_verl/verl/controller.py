@@ -5,11 +5,15 @@ Data flow of one training step:
                      of each base task, `raw_prompt` replaced by the improve / diverge prompt
                      (fitted to the token budget), a `uid` per prompt remembered until its
                      group is observed.
-  `observe`          rows of a step's groups (verl's TransferQueue rows, `rows.Rows`) go
-                     through the curriculum's `observe`; returns each sample's training
-                     reward and advantage scale, keyed by (uid, session).
-  `end_step`         forgets prompts whose group produced no row and reports the `exit/`
-                     metrics of the step.
+  `observe`          rows of groups (verl's TransferQueue rows, `rows.Rows`) go through the
+                     curriculum's `observe`; returns each sample's training reward and
+                     advantage scale, keyed by (uid, session).
+  `lost`             prompts verl removed without any row (every session failed).
+  `step_metrics`     the `exit/` metrics of one verl step.
+Groups are tracked per uid, not per step: a prompt stays pending from the moment it is
+issued until its rows are observed (trained, or dropped by verl's replay buffer) or verl
+removes it without rows, whichever verl step that happens in (several local updates per step
+with `parameter_sync_step`, groups finishing steps later in the async modes).
 It runs in the trainer (driver) process, never in dataloader workers: workers are forked
 copies and would read a stale archive.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +40,10 @@ from exit_verl.verl.rows import Rows
 from exit_verl.verl.step_stats import StepStats
 from exit_verl.verl.timed_embedder import TimedEmbedder
 
-STATE_VERSION = 3
+STATE_VERSION = 4
+# Version 3 (written before prompts in flight were saved) came from the sync mode only, where
+# nothing is in flight at a save: it reads as version 4 with no pending prompts.
+PENDING_SINCE = 4
 MEDIA_KEYS = ("image_key", "video_key", "audio_key")
 
 
@@ -98,10 +106,17 @@ class ExItController:
         budget: PromptBudget | None,
         seed: int = 0,
         embed_threads: int | None = None,
+        embed_device: str = "auto",
+        embedder_download: bool = False,
     ) -> None:
         self.dataset = dataset
         self.budget = budget
-        self.embedder = TimedEmbedder(config.embedder, embed_threads)
+        self.embedder = TimedEmbedder(
+            config.embedder,
+            embed_threads,
+            device=embed_device,
+            allow_download=embedder_download,
+        )
         self.curriculum = ExItCurriculum(
             config,
             base_tasks_from_dataset(dataset, prompt_key),
@@ -112,6 +127,7 @@ class ExItController:
         self.pending: dict[str, tuple[Any, int]] = {}
         self._uid_counter = 0
         self.stats = StepStats()
+        self.timing: dict[str, float] = {}
 
     # -- prompts ------------------------------------------------------------------------------
 
@@ -165,7 +181,7 @@ class ExItController:
     # -- feedback -----------------------------------------------------------------------------
 
     def observe(
-        self, rows: Rows, step: int, trained: bool
+        self, rows: Rows, step: int, trained: bool, reason: str | None = None
     ) -> dict[tuple[str, int], tuple[float, float]]:
         """Observes the groups in `rows` this controller issued; other rows are ignored.
 
@@ -173,8 +189,18 @@ class ExItController:
         GRPO advantage does); groups are observed in issue order, sessions in session order,
         so the archive evolves the same whatever order verl's rows arrive in. Groups that
         lost sessions (failed agent loops) are observed in their own call per group size.
+        `trained` is False for groups verl's replay buffer dropped, `reason` says why.
         Returns (uid, session) -> (training reward, advantage scale).
         """
+        start = time.perf_counter()
+        try:
+            return self._observe(rows, step, trained, reason)
+        finally:
+            self.stats.observe_seconds += time.perf_counter() - start
+
+    def _observe(
+        self, rows: Rows, step: int, trained: bool, reason: str | None
+    ) -> dict[tuple[str, int], tuple[float, float]]:
         finals = rows.session_finals()
         groups: dict[str, list[tuple[int, int]]] = {}
         for (uid, session), row in finals.items():
@@ -197,8 +223,15 @@ class ExItController:
                 step,
             )
             train, scale = feedback.rewards, feedback.advantage_scale
+            staleness = [step - self.pending[uid][1] for uid in uids]
             self.stats.on_observe(
-                task_rewards, train, scale, self.curriculum.metrics(), trained=trained
+                task_rewards,
+                train,
+                scale,
+                self.curriculum.metrics(),
+                trained=trained,
+                reason=reason,
+                staleness=staleness,
             )
             for i, (uid, member) in enumerate(zip(uids, members, strict=True)):
                 for j, (session, _) in enumerate(member):
@@ -206,16 +239,24 @@ class ExItController:
                 del self.pending[uid]
         return out
 
-    def end_step(self, step: int) -> dict[str, float]:
-        """The step's `exit/` metrics; prompts of this step still pending produced no rows."""
-        lost = [uid for uid, (_, issued) in self.pending.items() if issued <= step]
-        for uid in lost:
+    def lost(self, uids: set[str]) -> int:
+        """Forgets issued prompts verl removed without a single row (every session failed);
+        how many of `uids` were pending."""
+        gone = [uid for uid in uids if uid in self.pending]
+        for uid in gone:
             del self.pending[uid]
-        self.stats.groups_lost += len(lost)
+        self.stats.groups_lost += len(gone)
+        return len(gone)
+
+    def step_metrics(self) -> dict[str, float]:
+        """The `exit/` metrics of the verl step that just ended, and its time: seconds
+        observing and (part of them) embedding, under `timing` (the trainer reports them as
+        `timing_s/exit_*`). Prompts still in flight stay pending (`exit/groups_pending`)."""
         seconds, texts = self.embedder.take_counters()
         metrics = self.stats.metrics(self.curriculum.metrics())
-        metrics["exit/embed_seconds"] = seconds
         metrics["exit/embed_texts"] = float(texts)
+        metrics["exit/groups_pending"] = float(len(self.pending))
+        self.timing = {"exit_observe": self.stats.observe_seconds, "exit_embed": seconds}
         self.stats = StepStats()
         return metrics
 
@@ -223,7 +264,8 @@ class ExItController:
 
     def save(self, folder: str | Path, step: int) -> None:
         """Writes exit_archive.snap, then exit_state.json (which names the archive's checksum,
-        its next id and `step`), each atomically, into a verl checkpoint folder."""
+        its next id and `step`, and holds the prompts still in flight), each atomically, into
+        a verl checkpoint folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         archive = self.curriculum.archive.to_bytes()
@@ -238,13 +280,20 @@ class ExItController:
             },
             "curriculum": self.curriculum.state_dict(include_archive=False),
             "uid_counter": self._uid_counter,
+            # Issued prompts whose groups are not yet observed (verl's async modes checkpoint
+            # them in TransferQueue): in issue order, each with its task instance.
+            "pending": [
+                {"uid": uid, "issued": issued, "instance": inst.state()}
+                for uid, (inst, issued) in self.pending.items()
+            ],
         }
         write_atomic(folder / STATE_FILE, json.dumps(state).encode())
 
     def load(self, folder: str | Path, step: int) -> list[str]:
         """Restores the state saved at `step` in a checkpoint folder. Everything is read and
         checked first (state version and step, archive checksum and next id, base tasks,
-        archive settings); a mismatch raises ValueError naming it and changes nothing.
+        archive settings, prompts in flight); a mismatch raises ValueError naming it and
+        changes nothing.
         FileNotFoundError when the folder holds no ExIt state. Returns the settings that
         changed since the save (see `ExItCurriculum.load_state_dict`)."""
         folder = Path(folder)
@@ -273,11 +322,30 @@ class ExItController:
                 f"{folder / STATE_FILE} records next id {expected['next_id']}, its archive has "
                 f"{snapshot.stats()['next_id']}"
             )
+        pending = self._parse_pending(state["pending"], step, folder / STATE_FILE)
         changed = self.curriculum.load_state_dict({**state["curriculum"], "archive": snapshot})
         self._uid_counter = uid_counter
-        self.pending.clear()
+        self.pending = pending
         self.stats = StepStats()
         return changed
+
+    def _parse_pending(self, records: Any, step: int, path: Path) -> dict[str, tuple[Any, int]]:
+        if not isinstance(records, list):
+            raise ValueError(f"{path}: 'pending' must be a list")
+        pending: dict[str, tuple[Any, int]] = {}
+        for record in records:
+            if not isinstance(record, dict) or set(record) != {"uid", "issued", "instance"}:
+                raise ValueError(f"{path}: malformed pending prompt {record!r}")
+            uid, issued = record["uid"], record["issued"]
+            if not isinstance(uid, str) or "_" in uid or uid in pending:
+                raise ValueError(f"{path}: pending uid {uid!r} is malformed or repeated")
+            if isinstance(issued, bool) or not isinstance(issued, int) or not 0 <= issued <= step:
+                raise ValueError(f"{path}: pending prompt {uid} issued at step {issued!r}")
+            try:
+                pending[uid] = (self.curriculum.restore_instance(record["instance"]), issued)
+            except ValueError as e:
+                raise ValueError(f"{path}: pending prompt {uid}: {e}") from None
+        return pending
 
 
 def read_state(folder: Path) -> dict[str, Any]:
@@ -292,10 +360,12 @@ def read_state(folder: Path) -> dict[str, Any]:
         state = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        version = state.get("version") if isinstance(state, dict) else None
+    version = state.get("version") if isinstance(state, dict) else None
+    if version not in (PENDING_SINCE - 1, STATE_VERSION):
         raise ValueError(f"{path}: unsupported ExIt state version {version!r}")
-    missing = sorted({"step", "archive", "curriculum", "uid_counter"} - set(state))
+    if version < PENDING_SINCE:
+        state = {**state, "pending": []}
+    missing = sorted({"step", "archive", "curriculum", "uid_counter", "pending"} - set(state))
     if missing:
         raise ValueError(f"{path} lacks {missing}")
     archive = state["archive"]

@@ -4,10 +4,12 @@ verl's driver (`main`: `auto_set_device`, `validate_config`, `run_ppo` → `ray.
 plugin code with the composed config. The one plugin code that runs in the driver before it
 is our `verl.plugins` entry point, loaded by `import verl` while Python imports
 `verl.trainer.main_ppo`. When that process was started as verl's PPO entry point with
-`trainer.v1.trainer_mode=exit` on the command line, the entry point composes verl's config
-from the same command line (hydra's compose API over `verl.trainer.config`) and runs
+an ExIt mode on the command line (`trainer.v1.trainer_mode=exit` or
+`trainer.v1.trainer_mode=exit_colocate_async`), the entry point composes verl's config from
+the same command line (hydra's compose API over `verl.trainer.config`) and runs
 `exit_settings`, the check `ExItTrainer.__init__` repeats inside the task runner. A bad
-setting then ends the process with the message before Ray starts. Runs that choose their
+setting then ends the process with the message before Ray starts, and a verl outside the
+tested range is named in a warning (`contract.version_warning`). Runs that choose their
 primary config with `--config-name`/`--config-path`/`--config-dir`, or set the mode in a YAML
 file, are checked by the trainer only.
 """
@@ -17,7 +19,10 @@ from __future__ import annotations
 import os
 import sys
 
-MODE_OVERRIDE = "trainer.v1.trainer_mode=exit"
+from exit_verl.verl.mode import TRAINER_MODES
+
+MODE_KEY = "trainer.v1.trainer_mode"
+MODE_OVERRIDES = frozenset(f"{MODE_KEY}={mode}" for mode in TRAINER_MODES)
 VERL_MODULE = "verl.trainer.main_ppo"
 VERL_SCRIPT = os.path.join("verl", "trainer", "main_ppo.py")
 # hydra flags after which nothing is trained (print the config, help, ...) or another primary
@@ -52,7 +57,7 @@ def command_line_overrides(orig_argv: list[str]) -> list[str] | None:
     args = verl_main_arguments(orig_argv)
     if args is None:
         return None
-    if MODE_OVERRIDE not in (a.lstrip("+") for a in args):
+    if not MODE_OVERRIDES & {a.lstrip("+") for a in args}:
         return None
     overrides: list[str] = []
     for arg in args:
@@ -77,8 +82,12 @@ def check_command_line(orig_argv: list[str]) -> None:
             config = compose("ppo_trainer", overrides=overrides)
     except (HydraException, OmegaConfBaseException):
         return  # not ours to report: hydra names the bad override itself when main() composes
+    from exit_verl.verl.contract import version_warning
     from exit_verl.verl.settings import exit_settings
 
+    warning = version_warning()
+    if warning is not None:
+        print(f"exit-verl: warning: {warning}", file=sys.stderr)
     try:
         exit_settings(config)
     except (ValueError, KeyError) as e:

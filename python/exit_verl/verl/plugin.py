@@ -1,12 +1,15 @@
-"""The `verl.plugins` entry point: registers verl trainer mode "exit" when verl's v1 trainer loads.
+"""The `verl.plugins` entry point: registers verl trainer modes "exit" and "exit_colocate_async"
+when verl's v1 trainer loads.
 
 verl loads every `verl.plugins` entry point on `import verl`, in the driver and in each Ray
 process. Importing verl's v1 trainer package (`verl.trainer.ppo.v1`) roughly doubles the cost
 of `import verl` (docs/verl.md has the measurement), and most processes verl starts (rollout,
 reward and TransferQueue workers) never need it. So this module imports only the standard
 library: it asks Python to call `_register` right after `verl.trainer.ppo.v1` finishes
-importing (`import_hook.when_imported`), which registers `exit_verl.verl.trainer.ExItTrainer`
-under "exit" with verl's `register_trainer`. Every other mode is verl's, untouched.
+importing (`import_hook.when_imported`), which registers the ExIt trainers
+(`exit_verl.verl.trainer`) with verl's `register_trainer`: "exit" runs on verl's sync loop,
+"exit_colocate_async" on its colocate_async loop (`mode.TRAINER_MODES`). Every other mode is
+verl's, untouched.
 
 The same way, right after `verl.experimental.agent_loop.agent_loop` (verl's agent-loop registry)
 finishes importing — in the Ray workers that run agent loops — it registers the tool-use agent
@@ -23,7 +26,7 @@ import logging
 from types import ModuleType
 
 from exit_verl.verl.import_hook import when_imported
-from exit_verl.verl.mode import TRAINER_MODE
+from exit_verl.verl.mode import TRAINER_MODES
 
 WATCHED_MODULE = "verl.trainer.ppo.v1"
 AGENT_LOOP_MODULE = "verl.experimental.agent_loop.agent_loop"
@@ -32,15 +35,15 @@ logger = logging.getLogger("exit_verl")
 
 
 def _register() -> None:
-    """Registers the "exit" trainer; logs (and swallows) a failure so verl's modes still work."""
+    """Registers the ExIt trainers; logs (and swallows) a failure so verl's modes still work."""
     try:
-        import exit_verl.verl.trainer  # noqa: F401  (its class decorator registers the mode)
+        import exit_verl.verl.trainer  # noqa: F401  (its class decorators register the modes)
     except Exception:
         logger.exception(
-            "exit-verl could not register verl trainer mode %r; "
+            "exit-verl could not register verl trainer modes %s; "
             "trainer.v1.trainer_mode=%s will be unknown to verl",
-            TRAINER_MODE,
-            TRAINER_MODE,
+            ", ".join(repr(m) for m in TRAINER_MODES),
+            "|".join(TRAINER_MODES),
         )
 
 

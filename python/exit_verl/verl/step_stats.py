@@ -1,10 +1,12 @@
 """`exit/` metrics aggregated over one training step.
 
 Within one verl step the curriculum is asked for prompts several times when verl refills
-(group filtering fetches one prompt at a time) and observes groups more than once (dropped
-groups when verl drops them, the trained ones at the advantage step), so per-call metrics
-would describe whichever call came last. `StepStats` counts every prompt issued and every
-group observed during the step and reports step-level means, maxima and sums.
+(group filtering and the async modes fetch one prompt at a time) and observes groups more
+than once (dropped groups when verl drops them, the trained ones at each local update), so
+per-call metrics would describe whichever call came last. `StepStats` counts every prompt
+issued and every group observed during the step and reports step-level means, maxima and
+sums. A group observed at a later step than it was issued at (async modes) counts its
+staleness, steps between issue and observation.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class StepStats:
     groups_trained: int = 0
     groups_dropped: int = 0
     groups_lost: int = 0
+    # dropped groups by verl's reason: "filtered", "stale", "failed", "surplus"
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
+    staleness_sum: int = 0
+    staleness_max: int = 0
+    observe_seconds: float = 0.0
     samples: int = 0
     task_reward_sum: float = 0.0
     training_reward_sum: float = 0.0
@@ -69,12 +76,18 @@ class StepStats:
         scale: np.ndarray,
         curriculum_metrics: Mapping[str, float],
         trained: bool,
+        reason: str | None = None,
+        staleness: Sequence[int] = (),
     ) -> None:
         groups = task_rewards.shape[0]
         if trained:
             self.groups_trained += groups
         else:
             self.groups_dropped += groups
+            key = reason or "filtered"
+            self.dropped_by_reason[key] = self.dropped_by_reason.get(key, 0) + groups
+        self.staleness_sum += int(sum(staleness))
+        self.staleness_max = max([self.staleness_max, *staleness])
         self.samples += task_rewards.size
         self.task_reward_sum += float(task_rewards.sum())
         self.training_reward_sum += float(training_rewards.sum())
@@ -107,6 +120,8 @@ class StepStats:
             "groups_trained": float(self.groups_trained),
             "groups_dropped": float(self.groups_dropped),
             "groups_lost": float(self.groups_lost),
+            "group_staleness_mean": self.staleness_sum / max(groups, 1),
+            "group_staleness_max": float(self.staleness_max),
             "task_reward_mean": self.task_reward_sum / samples,
             "training_reward_mean": self.training_reward_sum / samples,
             "bonus_magnitude": self.bonus_sum / samples,
@@ -114,6 +129,8 @@ class StepStats:
         for key, total in self.group_means.items():
             out[key] = total / max(groups, 1)
         out.update(self.group_sums)
+        for reason, count in self.dropped_by_reason.items():
+            out[f"groups_dropped_{reason}"] = float(count)
         for key in STATE_KEYS:
             if key in curriculum_metrics:
                 out[key] = float(curriculum_metrics[key])

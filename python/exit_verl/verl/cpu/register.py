@@ -16,6 +16,10 @@ verl functions swapped, each because no hook exists:
 2. `ResourcePoolManager._check_resource_available`: it counts only Ray's `GPU`/`NPU`
    resources, so it would reject a cluster whose workers reserve the cpu platform's resource;
    on the cpu platform it counts that resource instead.
+3. `CPUOffloadPolicy` as verl's FSDP engine module names it: verl builds a reference policy
+   (forward only) with `CPUOffloadPolicy(pin_memory=True)`, and pinning memory needs a CUDA
+   driver; on the cpu platform the policy is built unpinned (the parameters live in CPU memory
+   anyway).
 """
 
 from __future__ import annotations
@@ -80,6 +84,19 @@ def _count_cpu_resource(module: ModuleType) -> None:
     manager._check_resource_available = _check_resource_available
 
 
+def _unpinned_offload(module: ModuleType) -> None:
+    original = module.CPUOffloadPolicy
+    if original is None:  # a torch without FSDP2
+        return
+
+    def CPUOffloadPolicy(pin_memory: bool = True):  # noqa: N802 - stands in for the class
+        # Swapped by exit_verl.verl.cpu: pinned memory needs a CUDA driver.
+        return original(pin_memory=pin_memory and not _on_cpu())
+
+    CPUOffloadPolicy.__wrapped__ = original
+    module.CPUOffloadPolicy = CPUOffloadPolicy
+
+
 def _register_engines(module: ModuleType) -> None:
     from exit_verl.verl.cpu.engine import register_engines
 
@@ -119,6 +136,7 @@ def register() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     when_imported("verl.utils.distributed", _gloo_process_group)
     when_imported("verl.single_controller.ray.base", _count_cpu_resource)
+    when_imported("verl.workers.engine.fsdp.transformer_impl", _unpinned_offload)
     when_imported("verl.workers.engine", _register_engines)
     when_imported("verl.workers.rollout.base", _register_rollout_adapter)
     when_imported("verl.workers.rollout.replica", _register_replica)

@@ -3,6 +3,12 @@ agent loop's token-in/token-out `generate` calls with `model.generate`. Requests
 together are batched (same sampling settings, left padding) and generated in a worker thread,
 so the actor keeps accepting requests; the trainer pushes weights (or a LoRA adapter) into it.
 
+verl's async modes pause generation around the update (`abort_all_requests`, later
+`resume_generation`), as vLLM does: queued requests are returned as aborted (verl's client
+re-sends them), requests arriving while paused wait for the resume (or, with
+`reject_request`, are returned as aborted at once), and no new batch starts while paused. A
+batch already generating finishes (generation is not interrupted mid-batch).
+
 This module imports neither torch nor verl at import time: every process that receives a handle
 of the server actor imports the module that defines its class, and verl's request router should
 stay a small process (see `router.py`).
@@ -84,6 +90,9 @@ class TransformersServer:
         self._queue: list[_Request] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._arrived: asyncio.Event | None = None
+        self._resumed: asyncio.Event | None = None  # set while generation may run
+        self._paused = False
+        self._reject = False
         self._lock: asyncio.Lock | None = None
         self._serving: asyncio.Task | None = None
         self.stats = {"requests": 0, "batches": 0, "generated_tokens": 0, "weight_updates": 0}
@@ -125,6 +134,9 @@ class TransformersServer:
         if self._loop is not loop or self._serving is None or self._serving.done():
             self._loop = loop
             self._arrived = asyncio.Event()
+            self._resumed = asyncio.Event()
+            if not self._paused:
+                self._resumed.set()
             self._lock = asyncio.Lock()
             self._serving = loop.create_task(self._serve())
             if self._queue:
@@ -146,23 +158,30 @@ class TransformersServer:
         return None
 
     async def abort_all_requests(self, reject_request: bool = False, **kwargs: Any) -> dict:
-        # Requests finish in order; queued ones are cancelled (the agent loop retries aborted).
-        from verl.workers.rollout.replica import TokenOutput
-
+        """Pauses generation until `resume_generation`; queued requests return as aborted
+        (verl's client sends them again)."""
+        self._ensure_serving()
+        self._paused, self._reject = True, bool(reject_request)
+        self._resumed.clear()
         aborted = [r for r in self._queue if not r.future.done()]
         self._queue.clear()
         for request in aborted:
-            request.future.set_result(
-                TokenOutput(token_ids=[], stop_reason="aborted", extra_fields=self._extra())
-            )
+            request.future.set_result(self._aborted())
         return {"aborted_count": len(aborted), "request_ids": []}
 
     async def resume_generation(self) -> None:
-        return None
+        self._ensure_serving()
+        self._paused = self._reject = False
+        self._resumed.set()
+
+    def _aborted(self) -> TokenOutput:
+        from verl.workers.rollout.replica import TokenOutput
+
+        return TokenOutput(token_ids=[], stop_reason="aborted", extra_fields=self._extra())
 
     async def wait_for_requests_to_drain(self) -> None:
         self._ensure_serving()
-        while self._queue:
+        while self._queue and not self._paused:
             await asyncio.sleep(GATHER_SECONDS)
         async with self._lock:
             return None
@@ -212,6 +231,8 @@ class TransformersServer:
             ignore_eos=bool(self.config.ignore_eos),
         )
         self._ensure_serving()
+        if self._paused and self._reject:
+            return self._aborted()
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Request(prompt, spec, future))
         self.stats["requests"] += 1
@@ -246,6 +267,7 @@ class TransformersServer:
 
         while True:
             await self._arrived.wait()
+            await self._resumed.wait()
             batch = await self._gather()
             groups: dict[SamplingSpec, list[_Request]] = defaultdict(list)
             for request in batch:
@@ -309,7 +331,13 @@ class TransformersServer:
 
         params = dict(self.base_model.named_parameters(remove_duplicate=False))
         params.update(dict(self.base_model.named_buffers(remove_duplicate=False)))
-        # A LoRA actor's base sync names wrapped layers `<layer>.base_layer.weight`.
+        # A LoRA actor's base sync names wrapped layers `<layer>.base_layer.weight`, and so
+        # does the server's own model once an adapter wraps it: both sides drop the wrapper.
+        params = {
+            name.replace(".base_layer.", "."): tensor
+            for name, tensor in params.items()
+            if "lora_" not in name
+        }
         keyed = [(name.replace(".base_layer.", "."), tensor) for name, tensor in named_tensors]
         unknown = [key for key, _ in keyed if key not in params]
         if unknown:  # checked before anything is copied: a bad bucket changes nothing
