@@ -68,9 +68,12 @@ def test_paper_math_rows_carry_bare_reference_answers() -> None:
     assert row["prompt"][1] == {"role": "user", "content": "P?"}
     assert row["data_source"] == "exit_verl/math/t"
     amc = paper.TEST_SETS["amc"]
-    assert paper.to_row({"problem": "Q", "answer": 42.0}, amc, "amc", 0)["reward_model"][
-        "ground_truth"
-    ] == "42"
+    assert (
+        paper.to_row({"problem": "Q", "answer": 42.0}, amc, "amc", 0)["reward_model"][
+            "ground_truth"
+        ]
+        == "42"
+    )
     olympiad = paper.TEST_SETS["olympiadbench"]
     got = paper.to_row({"question": "Q", "final_answer": ["$x^2$"]}, olympiad, "olympiadbench", 0)
     assert got["reward_model"]["ground_truth"] == "x^2"
