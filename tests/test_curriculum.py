@@ -461,6 +461,7 @@ def test_load_state_checks_every_value_before_assigning_any() -> None:
         {"seed": 1.5},
         {"last_metrics": {"x": "y"}},
         {"last_metrics": [1, 2]},
+        {"last_metrics": {"replay_fraction": 0.5, "renamed_metric": 1.0}},
         {"archive": b"not a snapshot"},
         {"archive": state["archive"][:-3]},
         {"tasks_fingerprint": "0" * 64},
@@ -622,3 +623,18 @@ def test_chat_prompt_base_tasks_keep_messages() -> None:
     (replay,) = cur.next_batch(1, 1)
     assert replay.prompt[0] == chat[0]
     assert "2+2?" in replay.prompt[-1]["content"]
+
+
+def test_metrics_are_typed_and_read_as_flat_names() -> None:
+    cur = make(p_replay=1.0)
+    fill(cur, 3)
+    m = cur.metrics()
+    assert m.observed.children_added == m["children_added"] and m["children_added"] >= 1
+    assert m.archive.archive_size == m["archive_size"] == len(cur.archive)
+    assert m.batch.replay_fraction == m["replay_fraction"] == 1.0
+    assert set(dict(m)) == set(m) and len(m) == len(dict(m))
+    with pytest.raises(KeyError):
+        m["renamed_metric"]
+    resumed = make(p_replay=1.0)
+    resumed.load_state_dict(cur.state_dict())
+    assert resumed.metrics() == m  # the last call's metrics are part of the state

@@ -170,6 +170,7 @@ def test_exit_mode_gets_sync_behaviour_at_every_comparison(workdir, tmp_path, mo
     monkeypatch.setattr(transfer_queue, "load_checkpoint", Recorder(fail=True))
     trainer.actor_rollout_wg = harness.FakeActor(dp=2)
     trainer.use_critic = False
+    trainer.exit.pending.clear()  # a sync step observes every prompt it issued before a save
     trainer._save_checkpoint()
     folder = tmp_path / "ckpt" / "global_step_1"
     assert (folder / "exit_state.json").is_file() and not (folder / "transfer_queue").exists()

@@ -21,98 +21,32 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from exit_verl.archive import TaskArchive
+from exit_verl.archive_policy import archive_policy
 from exit_verl.bonus import BONUSES, BonusGroup
 from exit_verl.config import ExItConfig
+from exit_verl.curriculum_metrics import (
+    ArchiveMetrics,
+    BatchMetrics,
+    CurriculumMetrics,
+    ObserveMetrics,
+    last_call_metrics,
+)
 from exit_verl.embedding import Embedder, make_embedder
 from exit_verl.history import KINDS, History, Turn
-from exit_verl.prompts import Message, TaskPrompt, Templates, base_messages, render_messages
 from exit_verl.resume import STATE_VERSION, RestoredState, ResumeTarget
 from exit_verl.scoring import ITERATION_REWARDS, LEARNABILITY, UNIT_RANGE, quality, rescale
-from exit_verl.tool_prompts import is_structured, render_tool_iteration
+from exit_verl.task_instance import Feedback, TaskInstance
 
-__all__ = ["KINDS", "ExItCurriculum", "Feedback", "TaskInstance"]
+__all__ = ["KINDS", "CurriculumMetrics", "ExItCurriculum", "Feedback", "TaskInstance"]
 
 # One rollout: a response string, or for multi-turn tasks the turns it produced (the first
 # answers the prompt's request, so its observation is None).
 Rollout = str | Sequence[Turn]
-
-
-@dataclass
-class TaskInstance:
-    """One training prompt: a base task, or one iteration step on an archived history.
-
-    `task_prompt` and `history` are what re-rendering needs: `render(templates, attempt)`
-    builds the same prompt with another attempt text (e.g. shortened to a token budget).
-    """
-
-    prompt: list[Message]
-    base_id: str
-    base_index: int
-    archive_id: int | None
-    kind: str
-    depth: int
-    answer: Any
-    data_source: str
-    task_prompt: TaskPrompt = ""
-    previous_attempt: str | None = None
-    previous_reward: float | None = None
-    history: History | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def state(self) -> dict[str, Any]:
-        """What `ExItCurriculum.restore_instance` rebuilds this instance from (plain JSON):
-        a prompt issued but not yet observed is saved with a checkpoint this way."""
-        return {
-            "base_index": self.base_index,
-            "kind": self.kind,
-            "archive_id": self.archive_id,
-            "depth": self.depth,
-            "history": None if self.history is None else self.history.to_bytes().decode(),
-            "extra": dict(self.extra),
-        }
-
-    def render(self, templates: Templates, attempt: str | None = None) -> list[Message]:
-        """This instance's prompt; `attempt` replaces the previous attempt's text."""
-        if self.history is None or not self.history.turns or self.kind == "base":
-            return base_messages(self.task_prompt, templates)
-        if is_structured(self.history.turns):  # tool use: turns as chat and tool messages
-            return render_tool_iteration(
-                base_messages(self.task_prompt, templates),
-                self.history.turns,
-                self.kind,
-                templates,
-                attempt,
-            )
-        last = self.history.turns[-1]
-        return render_messages(
-            self.task_prompt,
-            last.response if attempt is None else attempt,
-            self.kind,
-            templates,
-            context=self.history.context,
-            request=last.observation,
-            error=last.feedback,
-        )
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """What `observe` returns; arrays of shape (n, G) unless noted.
-
-    `rewards` are the training rewards verl's advantage estimator must see;
-    `advantage_scale` (>= 0) multiplies the estimator's advantages (exactly 1 without an
-    advantage-side bonus); `learnability` (n,) is each group's S.
-    """
-
-    rewards: np.ndarray
-    advantage_scale: np.ndarray
-    learnability: np.ndarray
 
 
 def _normalize_tasks(base_tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -152,8 +86,9 @@ class ExItCurriculum:
         self._cursor = 0
         self._order = self._epoch_order(0)
         self.archive = self._new_archive()
-        self._base_entries: dict[int, int] = {}  # iterate=False: base index -> archive id
-        self._last: dict[str, float] = {}
+        self.policy = archive_policy(config)
+        self._batch_metrics = BatchMetrics()
+        self._observe_metrics = ObserveMetrics()
         self._fingerprint: str | None = None
 
     # -- construction ---------------------------------------------------------------------
@@ -256,14 +191,9 @@ class ExItCurriculum:
         history = History.from_bytes(payload)
         if not 0 <= history.base_index < len(self.tasks):
             raise ValueError(f"archive entry {archive_id} names base task {history.base_index}")
-        if not self.config.iterate:
-            return self._instance(history.base_index, "base", archive_id, 0, history)
-        if not history.turns:
-            raise ValueError(f"archive entry {archive_id} holds no attempt to iterate on")
-        if len(history.turns) > 1:  # multi-turn: continue from a random turn prefix
-            history = history.cut(int(self._rng.integers(1, len(history.turns) + 1)))
-        kind = "diverge" if diverge else "improve"
-        return self._instance(history.base_index, kind, archive_id, depth + 1, history)
+        shown = self.policy.replay(archive_id, history, depth, diverge, self._rng)
+        index = history.base_index
+        return self._instance(index, shown.kind, archive_id, shown.depth, shown.history)
 
     def next_batch(self, n: int, step: int) -> list[TaskInstance]:
         """`n` training prompts for `step`: replays (by learnability) mixed with base tasks."""
@@ -287,7 +217,7 @@ class ExItCurriculum:
                 batch.append(self._replay(int(archive_id), payload, int(depth), bool(diverge[i])))
             else:
                 batch.append(self._instance(self._next_base_index()))
-        self._last.update(
+        self._batch_metrics = BatchMetrics(
             replay_fraction=float(replay.mean()) if n else 0.0,
             diverge_fraction=float(np.mean([b.kind == "diverge" for b in batch])) if n else 0.0,
             depth_mean=float(np.mean([b.depth for b in batch])) if n else 0.0,
@@ -318,12 +248,14 @@ class ExItCurriculum:
         learn = np.array([self.learnability_fn(row, UNIT_RANGE) for row in train])
         embeddings = self._embed(rollouts) if self.bonus.needs_embeddings else None
         shaped, scale = self._apply_bonus(train, embeddings)
-        added, rejected = self._update_archive(batch, rollouts, scores, learn, embeddings, step)
-        self._last.update(
+        admitted = self.policy.update(
+            self.archive, batch, rollouts, scores, learn, embeddings, step, self._rng
+        )
+        self._observe_metrics = ObserveMetrics(
             learnability_mean=_mean(learn),
             informative_fraction=_mean(learn > 0),
-            children_added=float(added),
-            children_rejected=float(rejected),
+            children_added=float(admitted.added),
+            children_rejected=float(admitted.rejected),
             reward_mean=_mean(task_rewards),
             training_reward_mean=_mean(train),
             advantage_scale_mean=_mean(scale),
@@ -381,8 +313,7 @@ class ExItCurriculum:
             inst.archive_id is None or inst.history is None or not inst.history.turns
         ):
             raise ValueError(f"batch[{i}]: an {inst.kind} step needs its archived history")
-        if inst.kind == "base" and inst.archive_id is not None and self.config.iterate:
-            raise ValueError(f"batch[{i}]: base tasks are replayed only with iterate=False")
+        self.policy.check_instance(i, inst)
 
     def _training_rewards(
         self, batch: Sequence[TaskInstance], task_rewards: np.ndarray
@@ -427,135 +358,21 @@ class ExItCurriculum:
             shaped[i], scale[i] = self.bonus.fn(group)
         return shaped, scale
 
-    def _update_archive(
-        self,
-        batch: Sequence[TaskInstance],
-        rollouts: list[list[tuple[Turn, ...]]],
-        scores: np.ndarray,
-        learn: np.ndarray,
-        embeddings: np.ndarray | None,
-        step: int,
-    ) -> tuple[int, int]:
-        """Step 4: re-score replayed entries, then add children; (admitted, rejected)."""
-        rescored: dict[int, float] = {}  # the last group of an id wins
-        for inst, s in zip(batch, learn, strict=True):
-            if inst.archive_id is not None:
-                rescored[inst.archive_id] = float(s)
-        if not self.config.iterate:
-            return self._update_base_entries(batch, learn, rescored, step)
-        live = {a: s for a, s in rescored.items() if a in self.archive}
-        if live:
-            self.archive.update_scores(list(live), list(live.values()))
-        payloads, child_scores, parents, rows = [], [], [], []
-        for i, inst in enumerate(batch):
-            if not self._adds_children(inst, learn[i]):
-                continue
-            for j in self._child_indices(scores[i]):
-                child = self._child_history(inst, rollouts[i][j], float(scores[i, j]))
-                start = len(inst.history.turns) if inst.history and inst.history.turns else 1
-                for prefix in child.prefixes(start):  # multi-turn: every new partial history
-                    payloads.append(prefix.to_bytes())
-                    child_scores.append(float(learn[i]))
-                    parents.append(-1 if inst.archive_id is None else inst.archive_id)
-                    if self.archive.embedding_dim is not None:
-                        assert embeddings is not None
-                        rows.append(embeddings[i, j])
-        return self._add(payloads, child_scores, parents, rows, step)
-
-    def _adds_children(self, inst: TaskInstance, score: float) -> bool:
-        c = self.config
-        if c.min_child_learnability is not None and not score > c.min_child_learnability:
-            return False
-        return c.max_depth is None or inst.depth + 1 <= c.max_depth
-
-    def _child_indices(self, group_scores: np.ndarray) -> list[int]:
-        """Which of the G responses become children (docs/exit.md: one at random)."""
-        g = len(group_scores)
-        k = self.config.children_per_group
-        if k == 0 or k >= g:
-            return list(range(g))
-        if self.config.child_selection == "best":
-            return [int(j) for j in np.argsort(-group_scores, kind="stable")[:k]]
-        return [int(j) for j in self._rng.choice(g, size=k, replace=False)]
-
-    @staticmethod
-    def _child_history(inst: TaskInstance, rollout: tuple[Turn, ...], reward: float) -> History:
-        """The parent's turns with the new iterate of its last response (and later turns)."""
-        first, *rest = rollout
-        turns = list(rest)
-        if inst.history is not None and inst.history.turns:
-            last = inst.history.turns[-1]
-            first = replace(first, observation=last.observation)
-            prefix = list(inst.history.context)
-        else:
-            prefix = []
-        turns = [*prefix, first, *turns]
-        end = turns[-1]
-        turns[-1] = replace(end, reward=reward)
-        return History(inst.base_index, tuple(turns), inst.kind)
-
-    def _update_base_entries(
-        self,
-        batch: Sequence[TaskInstance],
-        learn: np.ndarray,
-        rescored: dict[int, float],
-        step: int,
-    ) -> tuple[int, int]:
-        """iterate=False: one archive entry per base task, scored by its latest group."""
-        fresh: dict[int, float] = {}
-        for inst, s in zip(batch, learn, strict=True):
-            if inst.archive_id is None:
-                entry = self._base_entries.get(inst.base_index)
-                if entry is not None and entry in self.archive:
-                    rescored[entry] = float(s)
-                else:
-                    fresh[inst.base_index] = float(s)
-        live = {a: s for a, s in rescored.items() if a in self.archive}
-        if live:
-            self.archive.update_scores(list(live), list(live.values()))
-        payloads = [History(index).to_bytes() for index in fresh]
-        added, rejected = self._add(payloads, list(fresh.values()), [-1] * len(fresh), [], step)
-        return added, rejected
-
-    def _add(
-        self,
-        payloads: list[bytes],
-        scores: list[float],
-        parents: list[int],
-        rows: list[np.ndarray],
-        step: int,
-    ) -> tuple[int, int]:
-        if not payloads:
-            return 0, 0
-        before = int(self.archive.stats().get("rejected", 0))
-        ids = self.archive.add(
-            payloads,
-            scores,
-            parents=parents,
-            embeddings=np.stack(rows) if rows else None,
-            step=step,
-        )
-        rejected = int(self.archive.stats().get("rejected", 0)) - before
-        if not self.config.iterate:
-            for payload, archive_id in zip(payloads, ids, strict=True):
-                self._base_entries[History.from_bytes(payload).base_index] = int(archive_id)
-        return len(ids) - rejected, rejected
-
     # -- monitoring and persistence -------------------------------------------------------
 
-    def metrics(self) -> dict[str, float]:
-        """Flat metrics of the last batch/observe and the archive (prefix them for a tracker)."""
+    def metrics(self) -> CurriculumMetrics:
+        """The archive now and the last batch/observe call (a mapping of flat names to
+        floats; prefix them for a tracker)."""
         stats = self.archive.stats()
-        out = {
-            "archive_size": float(stats["size"]),
-            "archive_evicted": float(stats["evicted"]),
-            "archive_rejected": float(stats.get("rejected", 0)),
-            "archive_depth_max": float(stats["depth_max"]),
-            "archive_score_mean": float(stats["score_mean"]) if stats["size"] else 0.0,
-            "epoch": float(self._epoch),
-        }
-        out.update(self._last)
-        return out
+        archive = ArchiveMetrics(
+            archive_size=float(stats["size"]),
+            archive_evicted=float(stats["evicted"]),
+            archive_rejected=float(stats.get("rejected", 0)),
+            archive_depth_max=float(stats["depth_max"]),
+            archive_score_mean=float(stats["score_mean"]) if stats["size"] else 0.0,
+            epoch=float(self._epoch),
+        )
+        return CurriculumMetrics(archive, self._batch_metrics, self._observe_metrics)
 
     def state_dict(self, include_archive: bool = True) -> dict[str, Any]:
         """Everything needed to continue exactly: archive snapshot, RNG and dataset cursor,
@@ -572,7 +389,7 @@ class ExItCurriculum:
             "rng": self._rng.bit_generator.state,
             "epoch": self._epoch,
             "cursor": self._cursor,
-            "last_metrics": dict(self._last),
+            "last_metrics": last_call_metrics(self._batch_metrics, self._observe_metrics),
         }
         if include_archive:
             state["archive"] = self.archive.to_bytes()
@@ -586,7 +403,11 @@ class ExItCurriculum:
         Returns the settings that differ from the saved ones but may change on resume (e.g.
         `p_replay`), as "name: saved -> now" lines."""
         target = ResumeTarget(
-            len(self.tasks), self.tasks_fingerprint, self.config, self._archive_options()
+            len(self.tasks),
+            self.tasks_fingerprint,
+            self.config,
+            self._archive_options(),
+            self.policy,
         )
         restored = RestoredState.parse(state, target)
         self.seed = restored.seed
@@ -595,8 +416,8 @@ class ExItCurriculum:
         self._epoch = restored.epoch
         self._cursor = restored.cursor
         self._order = self._epoch_order(self._epoch)
-        self._base_entries = restored.base_entries
-        self._last = restored.last_metrics
+        self.policy = restored.policy
+        self._batch_metrics, self._observe_metrics = restored.last_metrics
         return restored.changed_settings
 
     @property

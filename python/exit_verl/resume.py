@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from exit_verl.archive import TaskArchive
+from exit_verl.archive_policy import ArchivePolicy
 from exit_verl.config import ExItConfig
-from exit_verl.history import History
+from exit_verl.curriculum_metrics import BatchMetrics, ObserveMetrics, parse_last_call_metrics
 
 STATE_VERSION = 3
 # Settings a saved archive was built with; resuming with other values would silently keep the
@@ -56,6 +57,7 @@ class ResumeTarget:
     tasks_fingerprint: str
     config: ExItConfig
     archive_options: Mapping[str, Any]  # the TaskArchive options its settings give
+    policy: ArchivePolicy
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ class RestoredState:
     rng: np.random.Generator
     epoch: int
     cursor: int
-    base_entries: dict[int, int]
-    last_metrics: dict[str, float]
+    policy: ArchivePolicy  # the running policy over the restored archive
+    last_metrics: tuple[BatchMetrics, ObserveMetrics]
     changed_settings: list[str]
 
     @classmethod
@@ -106,24 +108,10 @@ class RestoredState:
             rng=_rng(state["rng"]),
             epoch=epoch,
             cursor=cursor,
-            base_entries=base_entries(archive, iterate, num_tasks),
-            last_metrics=_metrics(state["last_metrics"]),
+            policy=target.policy.restored(archive, num_tasks),
+            last_metrics=parse_last_call_metrics(state["last_metrics"]),
             changed_settings=_changed(saved_config, target.config.to_dict()),
         )
-
-
-def base_entries(archive: TaskArchive, iterate: bool, num_tasks: int) -> dict[int, int]:
-    """iterate=False: the archive id of each base task's entry."""
-    if iterate or len(archive) == 0:
-        return {}
-    ids = archive.ids()
-    entries = {}
-    for archive_id, payload in zip(ids, archive.get(ids), strict=True):
-        index = History.from_bytes(payload).base_index
-        if index >= num_tasks:
-            raise ValueError(f"archive entry {archive_id} names base task {index} of {num_tasks}")
-        entries[index] = int(archive_id)
-    return entries
 
 
 def _check_tasks(state: Mapping[str, Any], target: ResumeTarget) -> None:
@@ -190,12 +178,3 @@ def _rng(value: Any) -> np.random.Generator:
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"curriculum state has a malformed RNG state: {e}") from None
     return rng
-
-
-def _metrics(value: Any) -> dict[str, float]:
-    if not isinstance(value, Mapping):
-        raise ValueError("curriculum state: 'last_metrics' must be a mapping")
-    try:
-        return {str(k): float(v) for k, v in value.items()}
-    except (TypeError, ValueError):
-        raise ValueError("curriculum state: 'last_metrics' must map names to numbers") from None

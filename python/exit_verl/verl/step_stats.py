@@ -11,26 +11,13 @@ staleness, steps between issue and observation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-# Curriculum metrics after an observe call that describe that call's groups: averaged over
-# the step's groups, weighted by group count.
-GROUP_MEANS = ("learnability_mean", "informative_fraction")
-# ... and counts of that call: summed over the step.
-GROUP_SUMS = ("children_added", "children_rejected")
-# Curriculum state (archive size, evictions, epoch...): the value at the end of the step.
-STATE_KEYS = (
-    "archive_size",
-    "archive_evicted",
-    "archive_rejected",
-    "archive_depth_max",
-    "archive_score_mean",
-    "epoch",
-)
+from exit_verl.curriculum_metrics import CurriculumMetrics
 
 
 @dataclass
@@ -55,8 +42,11 @@ class StepStats:
     task_reward_sum: float = 0.0
     training_reward_sum: float = 0.0
     bonus_sum: float = 0.0
-    group_means: dict[str, float] = field(default_factory=dict)
-    group_sums: dict[str, float] = field(default_factory=dict)
+    # The observe calls' group metrics: means weighted by group count, and summed counts.
+    learnability_sum: float = 0.0
+    informative_sum: float = 0.0
+    children_added: float = 0.0
+    children_rejected: float = 0.0
 
     def on_issue(self, instances: Sequence[Any], clipped: int, over_budget: int) -> None:
         for inst in instances:
@@ -74,7 +64,7 @@ class StepStats:
         task_rewards: np.ndarray,
         training_rewards: np.ndarray,
         scale: np.ndarray,
-        curriculum_metrics: Mapping[str, float],
+        curriculum_metrics: CurriculumMetrics,
         trained: bool,
         reason: str | None = None,
         staleness: Sequence[int] = (),
@@ -92,18 +82,13 @@ class StepStats:
         self.task_reward_sum += float(task_rewards.sum())
         self.training_reward_sum += float(training_rewards.sum())
         self.bonus_sum += float(np.abs(scale - 1.0).sum())
-        for key in GROUP_MEANS:
-            if key in curriculum_metrics:
-                self.group_means[key] = self.group_means.get(key, 0.0) + groups * float(
-                    curriculum_metrics[key]
-                )
-        for key in GROUP_SUMS:
-            if key in curriculum_metrics:
-                self.group_sums[key] = self.group_sums.get(key, 0.0) + float(
-                    curriculum_metrics[key]
-                )
+        observed = curriculum_metrics.observed  # this call's groups
+        self.learnability_sum += groups * observed.learnability_mean
+        self.informative_sum += groups * observed.informative_fraction
+        self.children_added += observed.children_added
+        self.children_rejected += observed.children_rejected
 
-    def metrics(self, curriculum_metrics: Mapping[str, float]) -> dict[str, float]:
+    def metrics(self, curriculum_metrics: CurriculumMetrics) -> dict[str, float]:
         """Step-level values under `exit/`."""
         prompts = max(self.prompts, 1)
         groups = self.groups_trained + self.groups_dropped
@@ -126,12 +111,12 @@ class StepStats:
             "training_reward_mean": self.training_reward_sum / samples,
             "bonus_magnitude": self.bonus_sum / samples,
         }
-        for key, total in self.group_means.items():
-            out[key] = total / max(groups, 1)
-        out.update(self.group_sums)
+        if self.samples:  # observed groups this step
+            out["learnability_mean"] = self.learnability_sum / max(groups, 1)
+            out["informative_fraction"] = self.informative_sum / max(groups, 1)
+            out["children_added"] = self.children_added
+            out["children_rejected"] = self.children_rejected
         for reason, count in self.dropped_by_reason.items():
             out[f"groups_dropped_{reason}"] = float(count)
-        for key in STATE_KEYS:
-            if key in curriculum_metrics:
-                out[key] = float(curriculum_metrics[key])
+        out.update(asdict(curriculum_metrics.archive))  # the archive at the end of the step
         return {f"exit/{k}": v for k, v in out.items()}
