@@ -141,6 +141,7 @@ class ExItCurriculum:
         self._order = self._epoch_order(0)
         self.archive = self._new_archive()
         self._base_entries: dict[int, int] = {}  # iterate=False: base index -> archive id
+        self._attempts: dict[int, int] = {}  # archive id -> hash of its attempt text
         self._last: dict[str, float] = {}
         self._fingerprint: str | None = None
 
@@ -496,6 +497,8 @@ class ExItCurriculum:
             step=step,
         )
         rejected = int(self.archive.stats().get("rejected", 0)) - before
+        for payload, archive_id in zip(payloads, ids, strict=True):
+            self._attempts[int(archive_id)] = _attempt_hash(payload)
         if not self.config.iterate:
             for payload, archive_id in zip(payloads, ids, strict=True):
                 self._base_entries[History.from_bytes(payload).base_index] = int(archive_id)
@@ -512,10 +515,21 @@ class ExItCurriculum:
             "archive_rejected": float(stats.get("rejected", 0)),
             "archive_depth_max": float(stats["depth_max"]),
             "archive_score_mean": float(stats["score_mean"]) if stats["size"] else 0.0,
+            "archive_distinct": float(self._distinct_attempts()),
             "epoch": float(self._epoch),
         }
         out.update(self._last)
         return out
+
+    def _distinct_attempts(self) -> int:
+        """How many different attempt texts the resident entries hold."""
+        resident = [int(i) for i in self.archive.ids()]
+        unknown = [i for i in resident if i not in self._attempts]
+        if unknown:  # after a restore: read those payloads once
+            for i, payload in zip(unknown, self.archive.get(unknown), strict=True):
+                self._attempts[i] = _attempt_hash(payload)
+        self._attempts = {i: self._attempts[i] for i in resident}
+        return len(set(self._attempts.values()))
 
     def state_dict(self, include_archive: bool = True) -> dict[str, Any]:
         """Everything needed to continue exactly: archive snapshot, RNG and dataset cursor,
@@ -556,6 +570,7 @@ class ExItCurriculum:
         self._cursor = restored.cursor
         self._order = self._epoch_order(self._epoch)
         self._base_entries = restored.base_entries
+        self._attempts = {}
         self._last = restored.last_metrics
         return restored.changed_settings
 
@@ -567,6 +582,11 @@ class ExItCurriculum:
             text = json.dumps(canonical, sort_keys=True, default=repr, ensure_ascii=False)
             self._fingerprint = hashlib.sha256(text.encode()).hexdigest()
         return self._fingerprint
+
+
+def _attempt_hash(payload: bytes) -> int:
+    turns = History.from_bytes(payload).turns
+    return hash("\x00".join(t.response for t in turns))
 
 
 def _check_step(step: Any) -> None:

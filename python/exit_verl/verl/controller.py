@@ -6,8 +6,9 @@ Data flow of one training step:
                      (fitted to the token budget), a `uid` per prompt remembered until its
                      group is observed.
   `observe`          rows of a step's groups (verl's TransferQueue rows, `rows.Rows`) go
-                     through the curriculum's `observe`; returns each sample's training
-                     reward and advantage scale, keyed by (uid, session).
+                     through the curriculum's `observe` (with each row's reward `feedback`,
+                     e.g. an error trace, kept with its attempt); returns each sample's
+                     training reward and advantage scale, keyed by (uid, session).
   `end_step`         forgets prompts whose group produced no row and reports the `exit/`
                      metrics of the step.
 It runs in the trainer (driver) process, never in dataloader workers: workers are forked
@@ -195,6 +196,7 @@ class ExItController:
                 [[rows.rollout(r) for r in group] for group in rows_of],
                 task_rewards,
                 step,
+                feedback=[[rows.feedback(r) for r in group] for group in rows_of],
             )
             train, scale = feedback.rewards, feedback.advantage_scale
             self.stats.on_observe(

@@ -27,6 +27,7 @@ STATE_KEYS = (
     "archive_rejected",
     "archive_depth_max",
     "archive_score_mean",
+    "archive_distinct",
     "epoch",
 )
 
