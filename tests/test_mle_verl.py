@@ -23,7 +23,6 @@ pytest.importorskip("verl")
 sys.path.insert(0, str(Path(__file__).parent))
 import mle_scripts as scripts  # noqa: E402
 import verl_fit_harness as harness  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from exit_verl.demo.mle_data import rows  # noqa: E402
 from exit_verl.domains import mle  # noqa: E402
@@ -56,15 +55,7 @@ class ScriptedEngineer(harness.ScriptedLLM):
         return f"Here is my script.\n```python\n{code}```\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def transfer_queue_on_ray():
-    import transfer_queue as tq
-
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
-    yield
-    tq.close()
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("transfer_queue_on_ray")
 
 
 @pytest.fixture(scope="module")
