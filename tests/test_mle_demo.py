@@ -57,6 +57,7 @@ def test_command_uses_the_sandboxed_reward_and_dumps_rollouts(tmp_path: Path) ->
     kwargs = "+reward.custom_reward_function.reward_kwargs"
     assert f"{kwargs}.timeout_s=30.0" in command and f"{kwargs}.concurrency=2" in command
     assert f"{kwargs}.allow_unsandboxed=false" in command
+    assert f"{kwargs}.log_path={hydra_value(str(tmp_path / 'sandbox.jsonl'))}" in command
     assert f"trainer.rollout_data_dir={hydra_value(str(tmp_path / 'rollouts'))}" in command
     assert "+exit.domain='mle'" in command and "+exit.val_iterations=16" in command
     arithmetic = train_command(

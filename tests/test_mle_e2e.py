@@ -73,6 +73,15 @@ def test_two_jobs_from_one_competition(run) -> None:
     assert "exit_val/mean@1" in metrics[3]  # the multi-step validation on the held-out one
 
 
+def test_scripts_ran_in_the_sandbox_from_verls_reward_worker(run) -> None:
+    runs = [json.loads(line) for line in (run / "sandbox.jsonl").read_text().splitlines()]
+    training = [r for r in runs if r["kind"] is not None]
+    assert len(training) == 3 * 2 * 3  # steps x prompts x responses
+    assert {r["kind"] for r in training} <= {"base", "improve", "diverge"}
+    assert len(runs) > len(training)  # validation rows too
+    assert all(0.0 <= r["score"] <= 1.0 and r["seconds"] > 0 for r in runs)
+
+
 def test_traces_reach_the_archive_and_the_prompts(run) -> None:
     archive = TaskArchive.load(run / "checkpoints" / "global_step_3" / "exit_archive.snap")
     attempts = [History.from_bytes(p).turns[-1] for p in archive.get(archive.ids())]

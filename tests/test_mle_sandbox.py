@@ -270,3 +270,10 @@ print("uid", os.getuid(), "caps", open("/proc/self/status").read().split("CapEff
     result = run(code)
     assert "unshare -1 Operation not permitted" in result.output
     assert "caps 0000000000000000" in result.output and "uid 0 " not in result.output
+
+
+def test_oversized_submission_is_refused_before_parsing() -> None:
+    settings = mle.SandboxSettings(memory_mb=1024, processes=8, file_mb=16, submission_mb=1)
+    code = "with open('submission.csv', 'w') as f:\n    f.write('id,target\\n' + 'x' * (2 << 20))"
+    result = run(code, settings=settings)
+    assert result.score == 0.0 and "larger than the 1048576 bytes allowed" in result.error

@@ -82,7 +82,8 @@ def check_sandbox(allow_unsandboxed: bool, log=print) -> None:
 
 def reward_overrides(settings, run_dir: Path) -> list[str]:
     """verl overrides of an mle run: the sandbox settings as reward-function keyword
-    arguments, and verl's rollout dump (each step's prompts and responses) in the run folder."""
+    arguments (with a log of every script run, `sandbox.jsonl`), and verl's rollout dump (each
+    step's prompts and responses) in the run folder."""
     from exit_verl.demo.command import hydra_value
 
     kwargs = {
@@ -91,6 +92,7 @@ def reward_overrides(settings, run_dir: Path) -> list[str]:
         "memory_mb": settings.memory_mb,
         "feedback_chars": settings.feedback_chars,
         "allow_unsandboxed": settings.allow_unsandboxed,
+        "log_path": str(run_dir / "sandbox.jsonl"),
     }
     prefix = "+reward.custom_reward_function.reward_kwargs"
     return [f"{prefix}.{k}={hydra_value(v)}" for k, v in kwargs.items()] + [

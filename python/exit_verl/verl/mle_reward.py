@@ -12,13 +12,16 @@ in the next improve prompt; `mle_raw` (the metric, None on failure) and `mle_sec
 Settings come from `reward.custom_reward_function.reward_kwargs` (verl passes them as keyword
 arguments): `timeout_s` (60), `concurrency` (sandbox runs at once on this machine, over all
 reward workers; default half the CPUs), `memory_mb`, `processes`, `file_mb`, `workdir_mb`,
-`feedback_chars` (the end of the error kept for the prompt, 1500) and `allow_unsandboxed`.
+`feedback_chars` (the end of the error kept for the prompt, 1500), `allow_unsandboxed`, and
+`log_path`: a file that gets one JSON line per run (time, seconds, score, whether it failed,
+the ExIt step kind of the row; validation rows have none).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import tempfile
 import time
@@ -82,6 +85,7 @@ def compute_score(
     workdir_mb: int = 512,
     feedback_chars: int = 1500,
     allow_unsandboxed: bool = False,
+    log_path: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     task = mle.get_task(str(ground_truth))
@@ -94,6 +98,17 @@ def compute_score(
     )
     with run_slot(concurrency or default_concurrency()):
         result = mle.run(task, mle.extract_code(solution_str), timeout_s, settings)
+    if log_path:
+        kind = extra_info.get("exit_kind") if isinstance(extra_info, dict) else None
+        record = {
+            "time": time.time(),
+            "seconds": result.seconds,
+            "score": result.score,
+            "failed": result.error is not None,
+            "kind": kind,
+        }
+        with open(log_path, "a") as f:  # one short append per line: whole lines
+            f.write(json.dumps(record) + "\n")
     return {
         "score": result.score,
         FEEDBACK_KEY: feedback_text(result.error, feedback_chars),

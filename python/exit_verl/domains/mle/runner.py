@@ -53,7 +53,7 @@ def run(
         return _failed(process, failure, settings)
     assert process.submission is not None
     try:
-        raw = task.grade_bytes(process.submission, settings.file_mb << 20)
+        raw = task.grade_bytes(process.submission, settings.submission_mb << 20)
     except SubmissionError as e:
         return _failed(process, f"Invalid submission: {e}", settings)
     return RunResult(

@@ -72,6 +72,7 @@ class SandboxSettings:
     memory_mb: int = 2048  # address space of each process (RLIMIT_AS)
     processes: int = 16  # processes and threads of the run together (RLIMIT_NPROC)
     file_mb: int = 256  # largest file the script may write, its output included (RLIMIT_FSIZE)
+    submission_mb: int = 64  # largest submission.csv the grader reads (parsed in this process)
     workdir_mb: int = 512  # size of /work and of /tmp (tmpfs)
     open_files: int = 256  # RLIMIT_NOFILE
     cpu_s: float | None = None  # CPU seconds of each process; None: the run's timeout
@@ -80,7 +81,8 @@ class SandboxSettings:
     bwrap: str = "bwrap"
 
     def __post_init__(self) -> None:
-        for name in ("memory_mb", "processes", "file_mb", "workdir_mb", "open_files"):
+        names = ("memory_mb", "processes", "file_mb", "submission_mb", "workdir_mb", "open_files")
+        for name in names:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.cpu_s is not None and not self.cpu_s > 0:
@@ -357,7 +359,7 @@ def _supervise(
     seconds = time.perf_counter() - start
     if returncode is not None and returncode < 0:  # signalled outside bwrap (unsandboxed)
         returncode = 128 - returncode
-    content = _read_limited(submission, settings.file_mb << 20)
+    content = _read_limited(submission, settings.submission_mb << 20)
     return ProcessResult(
         returncode=returncode,
         seconds=seconds,
