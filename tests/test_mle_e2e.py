@@ -85,12 +85,15 @@ def test_scripts_ran_in_the_sandbox_from_verls_reward_worker(run) -> None:
 def test_traces_reach_the_archive_and_the_prompts(run) -> None:
     archive = TaskArchive.load(run / "checkpoints" / "global_step_3" / "exit_archive.snap")
     attempts = [History.from_bytes(p).turns[-1] for p in archive.get(archive.ids())]
-    assert attempts and all(a.feedback and "Error" in a.feedback for a in attempts)
+    # Random text never makes a submission: an error trace, or "No predictions" for text
+    # that happens to run.
+    assert attempts and all(a.feedback for a in attempts)
+    assert any("Error" in a.feedback for a in attempts)
     dumped = [json.loads(line) for f in (run / "rollouts").glob("*.jsonl") for line in open(f)]
     replayed = [d["input"] for d in dumped if "## Current response" in d["input"]]
     assert replayed and all("## Error trace\n" in text for text in replayed)
     traces = [text.split("## Error trace\n", 1)[1] for text in replayed]
-    assert all(not t.startswith("(none)") and "Error" in t for t in traces)
+    assert all(t.strip() and not t.startswith("(none)") for t in traces)
     known = {a.feedback for a in attempts}
     assert any(any(feedback in text for feedback in known) for text in replayed)
 

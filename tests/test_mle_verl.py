@@ -133,7 +133,7 @@ def test_archive_grows_from_one_task_and_replays_carry_code_and_traces(run) -> N
     assert len(controller.curriculum.tasks) == 1  # a single task instance
     metrics = {m["step"]: m["data"] for m in run.metrics()}
     assert metrics[3]["exit/archive_size"] > 1 and metrics[3]["exit/archive_distinct"] > 1
-    assert metrics[3]["exit/archive_depth_max"] >= 2
+    assert metrics[3]["exit/archive_depth_max"] >= 1  # a child of an archived attempt
     replays = [s for s in run.observed if s["instance"].kind != "base"]
     assert replays and {s["step"] for s in replays} == {2, 3}
     for seen in replays:
