@@ -396,4 +396,7 @@ def _tail(path: Path, chars: int) -> str:
         text = f.read().decode("utf-8", errors="replace")
     if len(text) <= chars and size <= 4 * chars:
         return text
-    return "[... output cut ...]\n" + text[-chars:]
+    kept = text[-chars:]
+    if "\n" in kept[:-1]:  # start at a whole line
+        kept = kept[kept.index("\n") + 1 :]
+    return "[... output cut ...]\n" + kept
