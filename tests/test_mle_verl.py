@@ -166,36 +166,3 @@ def test_validation_improve_prompts_carry_the_trace(run) -> None:
     metrics = {m["step"]: m["data"] for m in run.metrics()}
     assert metrics[0]["exit_val/mean@0"] == 0.0  # session 0 of a base prompt fails
     assert metrics[0]["exit_val/mean@1"] > 0.9  # fixed, because the prompt showed the trace
-
-
-def test_rows_read_the_feedback_of_verls_extra_fields() -> None:
-    """fetch_rows on the structure verl's agent loop stores (list_of_dict_to_tensordict)."""
-    import torch
-    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
-
-    from exit_verl.verl.rows import fetch_rows
-
-    infos = [{"feedback": "Traceback: boom", "mle_raw": None}, {"feedback": None}, {}]
-    stored = list_of_dict_to_tensordict(
-        [
-            {
-                "uid": f"u{i}",
-                "responses": torch.tensor([5, 6, 7][: i + 1]),
-                "rm_scores": torch.zeros(i + 1),
-                "extra_fields": {"reward_extra_info": info, "min_global_steps": 0},
-            }
-            for i, info in enumerate(infos)
-        ]
-    )
-
-    class Queue:
-        def kv_batch_get(self, keys, partition_id, select_fields):
-            return stored.select(*select_fields)
-
-    class Tokenizer:
-        def batch_decode(self, ids, skip_special_tokens=True):
-            return [str(x) for x in ids]
-
-    rows_ = fetch_rows(Queue(), ["u0_0_0", "u1_0_0", "u2_0_0"], "train", Tokenizer())
-    assert [rows_.feedback(i) for i in range(3)] == ["Traceback: boom", None, None]
-    assert rows_.extras[0]["min_global_steps"] == 0
