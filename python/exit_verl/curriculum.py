@@ -609,7 +609,10 @@ def _as_turns(i: int, rollout: Any, note: str | None) -> tuple[Turn, ...]:
         and rollout[0].observation is None
         and all(t.observation is not None for t in rollout[1:])
     ):
-        return tuple(rollout)
+        turns = tuple(rollout)
+        if note is not None and turns[-1].feedback is None:  # the episode's, on its last turn
+            turns = (*turns[:-1], replace(turns[-1], feedback=note))
+        return turns
     raise ValueError(
         f"responses[{i}] must hold strings or non-empty sequences of Turn (the first answers "
         "the prompt: observation None; every later one has the observation that led to it)"
