@@ -55,7 +55,8 @@ class ScriptedEngineer(harness.ScriptedLLM):
         return f"Here is my script.\n```python\n{code}```\n"
 
 
-pytestmark = pytest.mark.usefixtures("transfer_queue_on_ray")
+# ~2 min (Ray and verl start-up); tests/test_mle_e2e.py is the default suite's mle proof.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("transfer_queue_on_ray")]
 
 
 @pytest.fixture(scope="module")
