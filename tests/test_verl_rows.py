@@ -79,6 +79,38 @@ def test_session_finals_pick_each_sessions_last_output() -> None:
 # -- prompt budget ----------------------------------------------------------------------------
 
 
+def test_rows_read_the_feedback_of_verls_extra_fields() -> None:
+    """fetch_rows on the structure verl's agent loop stores (list_of_dict_to_tensordict)."""
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    from exit_verl.verl.rows import fetch_rows
+
+    infos = [{"feedback": "Traceback: boom", "mle_raw": None}, {"feedback": None}, {}]
+    stored = list_of_dict_to_tensordict(
+        [
+            {
+                "uid": f"u{i}",
+                "responses": torch.tensor([5, 6, 7][: i + 1]),
+                "rm_scores": torch.zeros(i + 1),
+                "extra_fields": {"reward_extra_info": info, "min_global_steps": 0},
+            }
+            for i, info in enumerate(infos)
+        ]
+    )
+
+    class Queue:
+        def kv_batch_get(self, keys, partition_id, select_fields):
+            return stored.select(*select_fields)
+
+    class Tokenizer:
+        def batch_decode(self, ids, skip_special_tokens=True):
+            return [str(x) for x in ids]
+
+    rows_ = fetch_rows(Queue(), ["u0_0_0", "u1_0_0", "u2_0_0"], "train", Tokenizer())
+    assert [rows_.feedback(i) for i in range(3)] == ["Traceback: boom", None, None]
+    assert rows_.extra_fields[0]["min_global_steps"] == 0
+
+
 def test_attempts_are_shortened_until_verls_rendering_fits(tokenizer) -> None:
     from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 

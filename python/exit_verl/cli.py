@@ -26,10 +26,6 @@ def _settings(args: argparse.Namespace, base: Path | None = None):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.insert(0, f"{flag}={value}")
-    if base is None and "domain=tool_use" in overrides:
-        from exit_verl.demo.tool_use import DEMO_SETTINGS  # a fresh run: the domain's sizes
-
-        overrides = [*DEMO_SETTINGS, *overrides]
     return load_config(base=base, config_file=args.config, overrides=overrides)
 
 
@@ -67,7 +63,7 @@ def _add_settings(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--model", default=None, help="smollm2 (default), tiny, or an HF folder")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
-        "--domain", default=None, help="arithmetic (default) or tool_use (BFCL multi-turn)"
+        "--domain", default=None, help="task domain: arithmetic (default), tool_use or mle"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=SETTINGS_HELP)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,7 @@ class ExItCurriculum:
         self.policy = archive_policy(config)
         self._batch_metrics = BatchMetrics()
         self._observe_metrics = ObserveMetrics()
+        self._attempts: dict[int, int] = {}  # archive id -> hash of its attempt text
         self._fingerprint: str | None = None
 
     # -- construction ---------------------------------------------------------------------
@@ -251,6 +253,8 @@ class ExItCurriculum:
         admitted = self.policy.update(
             self.archive, batch, rollouts, scores, learn, embeddings, step, self._rng
         )
+        for payload, archive_id in zip(admitted.payloads, admitted.ids, strict=True):
+            self._attempts[archive_id] = _attempt_hash(payload)
         self._observe_metrics = ObserveMetrics(
             learnability_mean=_mean(learn),
             informative_fraction=_mean(learn > 0),
@@ -370,9 +374,20 @@ class ExItCurriculum:
             archive_rejected=float(stats.get("rejected", 0)),
             archive_depth_max=float(stats["depth_max"]),
             archive_score_mean=float(stats["score_mean"]) if stats["size"] else 0.0,
+            archive_distinct=float(self._distinct_attempts()),
             epoch=float(self._epoch),
         )
         return CurriculumMetrics(archive, self._batch_metrics, self._observe_metrics)
+
+    def _distinct_attempts(self) -> int:
+        """How many different attempt texts the resident entries hold."""
+        resident = [int(i) for i in self.archive.ids()]
+        unknown = [i for i in resident if i not in self._attempts]
+        if unknown:  # after a restore: read those payloads once
+            for i, payload in zip(unknown, self.archive.get(unknown), strict=True):
+                self._attempts[i] = _attempt_hash(payload)
+        self._attempts = {i: self._attempts[i] for i in resident}
+        return len(set(self._attempts.values()))
 
     def state_dict(self, include_archive: bool = True) -> dict[str, Any]:
         """Everything needed to continue exactly: archive snapshot, RNG and dataset cursor,
@@ -418,6 +433,7 @@ class ExItCurriculum:
         self._order = self._epoch_order(self._epoch)
         self.policy = restored.policy
         self._batch_metrics, self._observe_metrics = restored.last_metrics
+        self._attempts = {}
         return restored.changed_settings
 
     @property
@@ -428,6 +444,11 @@ class ExItCurriculum:
             text = json.dumps(canonical, sort_keys=True, default=repr, ensure_ascii=False)
             self._fingerprint = hashlib.sha256(text.encode()).hexdigest()
         return self._fingerprint
+
+
+def _attempt_hash(payload: bytes) -> int:
+    turns = History.from_bytes(payload).turns
+    return hash("\x00".join(t.response for t in turns))
 
 
 def _check_step(step: Any) -> None:
@@ -454,7 +475,10 @@ def _as_turns(i: int, rollout: Any, note: str | None) -> tuple[Turn, ...]:
         and rollout[0].observation is None
         and all(t.observation is not None for t in rollout[1:])
     ):
-        return tuple(rollout)
+        turns = tuple(rollout)
+        if note is not None and turns[-1].feedback is None:  # the episode's, on its last turn
+            turns = (*turns[:-1], replace(turns[-1], feedback=note))
+        return turns
     raise ValueError(
         f"responses[{i}] must hold strings or non-empty sequences of Turn (the first answers "
         "the prompt: observation None; every later one has the observation that led to it)"

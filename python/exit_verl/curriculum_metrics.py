@@ -46,6 +46,7 @@ class ArchiveMetrics:
     archive_rejected: float = 0.0
     archive_depth_max: float = 0.0
     archive_score_mean: float = 0.0
+    archive_distinct: float = 0.0  # different attempt texts among the resident entries
     epoch: float = 0.0
 
 

@@ -2,7 +2,8 @@
 
 Each task is answered by `samples` independent chains (avg@n). Step 0 answers the base task;
 step k >= 1 asks the policy to improve its own step k − 1 answer with the training
-"improve" prompt. One `generate` call per step covers every chain, so callers batch it all.
+"improve" prompt (with the answer's `feedback`, e.g. an error trace, when a feedback function
+is given). One `generate` call per step covers every chain, so callers batch it all.
 
 Returned per step t = 0..K (lists of length K + 1), averaged over tasks and chains:
   mean            mean reward
@@ -28,6 +29,7 @@ from exit_verl.prompts import Message, Templates, base_messages, render_messages
 Generate = Callable[[list[list[Message]]], list[str]]
 RewardFn = Callable[[Mapping[str, Any], str], float]
 Correct = float | Callable[[float], bool]
+FeedbackFn = Callable[[Mapping[str, Any], str], "str | None"]
 
 
 def evaluate_self_improvement(
@@ -41,11 +43,14 @@ def evaluate_self_improvement(
     domain: str = "math",
     correct: Correct = 1.0,
     on_step: Callable[[int, float], None] | None = None,
+    feedback: FeedbackFn | None = None,
 ) -> dict[str, Any]:
     """Runs `samples` chains of `iterations` improvement steps per task; see the module doc.
 
     `tasks` are mappings with "prompt" (a string or chat messages) and whatever `reward_fn`
-    reads; `generate` maps a list of chat prompts to as many response strings.
+    reads; `generate` maps a list of chat prompts to as many response strings. `feedback`,
+    called after `reward_fn` with the same (task, answer), gives the text shown with that
+    answer in the next improve prompt (the `{error}` slot), or None.
     """
     _check_count("iterations", iterations, 0)
     _check_count("samples", samples, 1)
@@ -56,18 +61,23 @@ def evaluate_self_improvement(
     chains = [task for task in tasks for _ in range(samples)]  # task-major
     scores = np.zeros((len(chains), iterations + 1))
     answers: list[str] = []
+    notes: list[str | None] = []
     for step in range(iterations + 1):
         if step == 0:
             prompts = [base_messages(t["prompt"], templates) for t in chains]
         else:
             prompts = [
-                render_messages(t["prompt"], prev, "improve", templates)
-                for t, prev in zip(chains, answers, strict=True)
+                render_messages(t["prompt"], prev, "improve", templates, error=note)
+                for t, prev, note in zip(chains, answers, notes, strict=True)
             ]
         answers = list(generate(prompts))
         if len(answers) != len(chains) or not all(isinstance(a, str) for a in answers):
             raise ValueError(f"generate must return {len(chains)} strings, got {len(answers)}")
         scores[:, step] = [float(reward_fn(t, a)) for t, a in zip(chains, answers, strict=True)]
+        notes = [
+            feedback(t, a) if feedback is not None else None
+            for t, a in zip(chains, answers, strict=True)
+        ]
         if on_step is not None:
             on_step(step, float(scores[:, step].mean()))
     return _summary(scores, is_correct, len(tasks), samples, iterations)

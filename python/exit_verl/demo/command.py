@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from exit_verl.demo.config import DemoConfig
+from exit_verl.demo.domains import DOMAINS
 from exit_verl.demo.run_folder import checkpoints
 
 PROJECT = "exit_verl_demo"
-REWARD_FILE = Path(__file__).with_name("reward_fn.py")
 
 
 def model_path(model: str) -> Path:
@@ -39,7 +39,9 @@ def model_path(model: str) -> Path:
 
 
 def reward_file(cfg: DemoConfig) -> Path:
-    return Path(cfg.reward).expanduser().resolve() if cfg.reward else REWARD_FILE
+    if cfg.reward:
+        return Path(cfg.reward).expanduser().resolve()
+    return DOMAINS[cfg.domain].reward_file
 
 
 def hydra_value(value: Any) -> str:
@@ -114,16 +116,8 @@ def _common(cfg: DemoConfig, run_dir: Path, model: Path, hydra_dir: Path) -> lis
         f"trainer.max_actor_ckpt_to_keep={cfg.keep_checkpoints}",
         f"hydra.run.dir={hydra_value(str(hydra_dir))}",
         *exit_overrides(cfg.exit, cfg),
-        *_domain_overrides(cfg),
+        *DOMAINS[cfg.domain].verl_overrides(cfg, run_dir),
     ]
-
-
-def _domain_overrides(cfg: DemoConfig) -> list[str]:
-    if cfg.domain != "tool_use":
-        return []
-    from exit_verl.demo.tool_use import verl_overrides
-
-    return verl_overrides()
 
 
 def train_command(

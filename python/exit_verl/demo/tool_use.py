@@ -25,17 +25,16 @@ TOOL_OUTPUT_CHARS = 256  # verl's default; tool outputs count against the respon
 # 2-core machine a decoding step of 16 sessions with ~700-token contexts took ~2.4 s and each
 # step of K-step validation waits for its longest episode, so episodes get 96 new tokens, steps
 # 2 prompts x 4, and the eval 2 held-out entries (prompts of ~500-750 tokens: the shortest).
-DEMO_SETTINGS = [
-    "prompts_per_step=2",
-    "group_size=4",
-    "micro_batch_size=4",
-    "max_prompt_tokens=1536",
-    "max_new_tokens=96",
-    "train_tasks=8",
-    "eval.tasks=2",
-    "eval.iterations=4",
-    "exit.min_archive_size=2",
-]
+DEMO_DEFAULTS = {
+    "exit": {"preset": "exit", "domain": "tool_use", "min_archive_size": 2},  # Table 5's column
+    "prompts_per_step": 2,
+    "group_size": 4,
+    "micro_batch_size": 4,
+    "max_prompt_tokens": 1536,
+    "max_new_tokens": 96,
+    "train_tasks": 8,
+    "eval": {"tasks": 2, "iterations": 4},
+}
 
 
 def short_tasks(split: str, n: int) -> list[dict[str, Any]]:

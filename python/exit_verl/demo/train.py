@@ -27,7 +27,7 @@ from typing import Any
 from exit_verl.demo import metrics as run_metrics
 from exit_verl.demo.command import model_path, train_command
 from exit_verl.demo.config import DemoConfig
-from exit_verl.demo.data import task_files
+from exit_verl.demo.domains import DOMAINS
 from exit_verl.demo.job import JobReport, run_logged
 from exit_verl.demo.progress import StepProgress
 from exit_verl.demo.run_folder import latest_checkpoint
@@ -49,14 +49,7 @@ def run_demo(
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file")
-    task_files(
-        out,
-        train_tasks=cfg.train_tasks,
-        heldout_tasks=cfg.eval.tasks,
-        seed=cfg.seed,
-        task_steps=cfg.task_steps,
-        domain=cfg.domain,
-    )
+    write_task_files(cfg, out, log)
     latest = latest_checkpoint(out)
     start = folder_step(latest) if latest else 0
     cfg.to_yaml(out / "config.yaml")
@@ -75,6 +68,11 @@ def run_demo(
         report = _train_job(cfg, out, command, f"train-{number}", start, progress)
         log(report.summary())
     return write_eval_and_plots(out, cfg)
+
+
+def write_task_files(cfg: DemoConfig, out: Path, log: Callable[[str], None] = print) -> None:
+    """The run's train.parquet and heldout.parquet for its domain."""
+    DOMAINS[cfg.domain].task_files(cfg, out, log)
 
 
 def _train_job(
@@ -139,6 +137,7 @@ def eval_settings(cfg: DemoConfig) -> dict[str, Any]:
         "max_new_tokens": cfg.max_new_tokens,
         "model": cfg.model,
         "domain": cfg.domain,
+        **DOMAINS[cfg.domain].eval_settings(cfg),
     }
 
 

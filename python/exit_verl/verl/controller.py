@@ -6,7 +6,8 @@ Data flow of one training step:
                      (fitted to the token budget), a `uid` per prompt remembered until its
                      group is observed.
   `observe`          rows of groups (verl's TransferQueue rows, `rows.Rows`) go through the
-                     curriculum's `observe`; returns each sample's training reward and
+                     curriculum's `observe` (with each row's reward `feedback`, e.g. an error
+                     trace, kept with its attempt); returns each sample's training reward and
                      advantage scale, keyed by (uid, session).
   `lost`             prompts verl removed without any row (every session failed).
   `step_metrics`     the `exit/` metrics of one verl step.
@@ -221,6 +222,7 @@ class ExItController:
                 [[rows.rollout(r) for r in group] for group in rows_of],
                 task_rewards,
                 step,
+                feedback=[[rows.feedback(r) for r in group] for group in rows_of],
             )
             train, scale = feedback.rewards, feedback.advantage_scale
             staleness = [step - self.pending[uid][1] for uid in uids]

@@ -9,14 +9,16 @@ end in a tool observation with mask 0), and every estimator reads it back as the
 `token_level_rewards.sum(-1)` (verl.trainer.ppo.core_algos). Rows are read and written here with
 those same rules; `Rows.outcome` is that sum.
 
-A row's `extra_fields` (the agent loop's `AgentLoopOutput.extra_fields`) may carry the session's
-turns in structured form under `reward_extra_info[TURNS_KEY]` (the tool-use agent loop writes
-them); `Rows.rollout` then gives those turns instead of the decoded text.
+Each row also carries verl's `extra_fields` (the agent loop's `AgentLoopOutput.extra_fields`);
+the reward loop stores a reward function's dict output there as `reward_extra_info`. Two of its
+keys matter to ExIt: `TURNS_KEY`, the session's turns in structured form (the tool-use agent
+loop writes them; `Rows.rollout` then gives those turns instead of the decoded text), and
+`FEEDBACK_KEY`, a text such as an error trace that ExIt keeps with the attempt (`Rows.feedback`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +27,7 @@ import torch
 FIELDS = ["uid", "responses", "rm_scores", "extra_fields"]
 # Where an agent loop hands the trainer a session's turns (`exit_verl.history.turns_to_json`).
 TURNS_KEY = "exit_turns"
+FEEDBACK_KEY = "feedback"  # the key of a reward function's dict output ExIt keeps
 
 
 def parse_key(key: str) -> tuple[str, int, int]:
@@ -48,17 +51,25 @@ class Rows:
     scores: list[torch.Tensor]  # each row's token-level rm_scores (its response length)
     extra_fields: list[dict] = field(default_factory=list)  # verl's per-row extra_fields
 
+    def _reward_info(self, row: int) -> Mapping:
+        extra = self.extra_fields[row] if row < len(self.extra_fields) else None
+        info = extra.get("reward_extra_info") if isinstance(extra, Mapping) else None
+        return info if isinstance(info, Mapping) else {}
+
     def rollout(self, row: int):
         """The row's session as the curriculum observes it: its structured turns when the
         agent loop recorded them, else the decoded response text."""
-        extra = self.extra_fields[row] if row < len(self.extra_fields) else None
-        info = extra.get("reward_extra_info") if isinstance(extra, dict) else None
-        turns = info.get(TURNS_KEY) if isinstance(info, dict) else None
+        turns = self._reward_info(row).get(TURNS_KEY)
         if turns is None:
             return self.texts[row]
         from exit_verl.history import turns_from_json
 
         return turns_from_json(turns)
+
+    def feedback(self, row: int) -> str | None:
+        """The `feedback` text the reward function returned for a row, if any."""
+        text = self._reward_info(row).get(FEEDBACK_KEY)
+        return text if isinstance(text, str) and text else None
 
     @property
     def outcome(self) -> np.ndarray:

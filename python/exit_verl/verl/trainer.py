@@ -66,7 +66,15 @@ from exit_verl.verl.mode import ASYNC_TRAINER_MODE, TRAINER_MODE, TRAINER_MODES
 from exit_verl.verl.prompt_budget import PromptBudget
 from exit_verl.verl.reference import ReferenceResetter
 from exit_verl.verl.replay_buffer import adopt
-from exit_verl.verl.rows import TURNS_KEY, Rows, fetch_rows, get_field, put_field, with_outcome
+from exit_verl.verl.rows import (
+    FEEDBACK_KEY,
+    TURNS_KEY,
+    Rows,
+    fetch_rows,
+    get_field,
+    put_field,
+    with_outcome,
+)
 from exit_verl.verl.settings import ExItSettings, exit_settings
 from exit_verl.verl.validation import ValidationCapture, multistep_validation
 
@@ -121,6 +129,9 @@ class ExItTrainerBase:
 
     def _init_dataloader(self) -> None:
         super()._init_dataloader()
+        # Prompts come from the curriculum: a base-task set smaller than one batch (a run
+        # from a single task instance) is valid, but verl divides steps by this count.
+        self.steps_per_epoch = max(1, self.steps_per_epoch)
         self.exit = build_controller(
             self.config, self.exit_settings, self.train_dataset, self.tokenizer, self.processor
         )
@@ -321,6 +332,8 @@ class ExItTrainerBase:
             self._capture.uids = [str(u) for u in sample_uids]
             self._capture.scores = [float(r) for r in reward_extra_infos_dict["reward"]]
             self._capture.turns = reward_extra_infos_dict.get(TURNS_KEY)
+            notes = reward_extra_infos_dict.get(FEEDBACK_KEY) or [None] * len(sample_uids)
+            self._capture.feedback = [n if isinstance(n, str) and n else None for n in notes]
             return {}
         return super()._val_metrics_update(
             data_sources, sample_uids, reward_extra_infos_dict, *args, **kw

@@ -5,9 +5,10 @@ task (avg@n): step 0 answers the task, step t asks the policy to improve its ste
 answer with the training "improve" prompt, for `exit.val_iterations` steps — more than the
 training depth tests beyond it. Each step's prompts are one batch that verl's `_validate`
 generates and scores (agent loop, replay buffer, reward loop, one sample per chain), with
-the trainer's capture hooks collecting each sample's uid, text and reward instead of verl's
-validation metrics. A chain whose agent loop produced no output counts as an empty answer
-with reward 0 (`exit_val/missing@t`). Logged under `exit_val/`.
+the trainer's capture hooks collecting each sample's uid, text, reward and reward `feedback`
+(shown with the answer in the next improve prompt) instead of verl's validation metrics. A
+chain whose agent loop produced no output counts as an empty answer with reward 0
+(`exit_val/missing@t`). Logged under `exit_val/`.
 
 Tool-use chains (rows whose agent loop records structured turns, `exit_verl.verl.rows.TURNS_KEY`)
 iterate per user turn: an answer is a whole episode, and step t replays the task from its first
@@ -39,6 +40,7 @@ class ValidationCapture:
     outputs: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     turns: list[str | None] | None = None  # structured episodes (TURNS_KEY), when recorded
+    feedback: list[str | None] = field(default_factory=list)
 
 
 class _ChainGenerator:
@@ -49,9 +51,11 @@ class _ChainGenerator:
         self.trainer = trainer
         self.chains = [task for task in tasks for _ in range(samples)]
         self.answers: list[str] | None = None
+        self.feedback_of: list[str | None] = [None] * len(self.chains)
         self.scores: list[float] = []
         self.missing: list[int] = []
         self._pending_scores: list[float] = []
+        self._pending_feedback: list[str | None] = []
         self.structured = False  # answers are episodes' turns (JSON), iterated per turn
 
     def _before_turns(self, chain: int) -> list[str]:
@@ -77,8 +81,9 @@ class _ChainGenerator:
             return prompt
         templates = self.trainer.exit.curriculum.templates
         task_prompt = self.chains[chain]["prompt"]
+        error = self.feedback_of[chain]
         fitted = budget.fit(
-            lambda attempt: render_messages(task_prompt, attempt, "improve", templates),
+            lambda text: render_messages(task_prompt, text, "improve", templates, error=error),
             self.answers[chain],
         )
         return fitted.messages
@@ -110,24 +115,32 @@ class _ChainGenerator:
         chain_of = {str(uid): i for i, uid in enumerate(batch_dict["uid"])}
         answers = [""] * len(prompts)
         scores = [0.0] * len(prompts)
+        notes: list[str | None] = [None] * len(prompts)
         seen = set()
         turns = capture.turns or [None] * len(capture.uids)
         if any(t is not None for t in turns):
             self.structured = True
-        for uid, text, score, episode in zip(
-            capture.uids, capture.outputs, capture.scores, turns, strict=True
-        ):
+        notes_of = capture.feedback or [None] * len(capture.uids)
+        captured = zip(capture.uids, capture.outputs, capture.scores, turns, notes_of, strict=True)
+        for uid, text, score, episode, note in captured:
             chain = chain_of[uid]
-            answers[chain], scores[chain] = (episode if self.structured else text), score
+            answers[chain] = episode if self.structured else text
+            scores[chain], notes[chain] = score, note
             seen.add(chain)
         self.missing.append(len(prompts) - len(seen))
         self.answers = answers
+        self.feedback_of = notes
         self._pending_scores = list(scores)
+        self._pending_feedback = list(notes)
         return answers
 
     def reward(self, task: Any, answer: str) -> float:
         # The evaluation asks for the rewards of the last generated step in chain order.
         return self._pending_scores.pop(0)
+
+    def feedback(self, task: Any, answer: str) -> str | None:
+        # ... and then, in the same order, for the feedback shown with each answer.
+        return self._pending_feedback.pop(0)
 
 
 def multistep_validation(trainer: Any, options: Any) -> dict[str, float]:
@@ -141,6 +154,7 @@ def multistep_validation(trainer: Any, options: Any) -> dict[str, float]:
         options.val_iterations,
         samples=options.val_samples,
         templates=trainer.exit.curriculum.templates,
+        feedback=chains.feedback,
     )
     metrics: dict[str, float] = {}
     for name in ("mean", "accuracy", "best_so_far", "net_corrections"):
