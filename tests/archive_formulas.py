@@ -1,4 +1,4 @@
-"""The archive's sampling distribution written out directly from DESIGN.md, for tests."""
+"""The archive's sampling distribution written out directly from docs/archive.md, for tests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TaskArchive semantics from DESIGN.md: ids, eviction, lineage, errors, novelty."""
+"""TaskArchive semantics (docs/archive.md): ids, eviction, lineage, errors, novelty."""
 
 import threading
 

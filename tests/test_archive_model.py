@@ -1,6 +1,7 @@
 """Random operation sequences on TaskArchive against a pure-Python reference model (hypothesis).
 
-The model is DESIGN.md's contract written plainly: dicts and sorted lists, no cleverness.
+The model is the archive contract of docs/archive.md written plainly: dicts and sorted lists,
+no cleverness.
 Sampled ids cannot be predicted (the RNG is the archive's), so the model checks that every
 drawn id is resident and replays the draw's bookkeeping; the distribution itself is compared
 to the closed-form probabilities after every step.

@@ -1,4 +1,4 @@
-"""Sampling distributions of TaskArchive against the DESIGN.md formulas (chi-square)."""
+"""Sampling distributions of TaskArchive against the formulas of docs/archive.md (chi-square)."""
 
 import numpy as np
 import pytest

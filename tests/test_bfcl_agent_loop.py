@@ -87,7 +87,7 @@ class GroundTruthPolicy:
         )
 
 
-pytestmark = pytest.mark.usefixtures("transfer_queue_on_ray")
+pytestmark = [pytest.mark.usefixtures("transfer_queue_on_ray"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

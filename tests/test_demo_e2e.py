@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 from deps import need, need_package
+from run_files import step_metrics
+
+pytestmark = pytest.mark.slow  # verl jobs: minutes each
 
 need("verl")
 need("peft")
@@ -45,11 +48,6 @@ SETTINGS = [
     "exit.min_archive_size=2",
     "exit.p_replay=1.0",
 ]
-
-
-def _metrics(run: Path) -> dict[int, dict]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return {r["step"]: r["data"] for r in map(json.loads, lines)}
 
 
 def _lora_b(checkpoint: Path) -> dict[str, torch.Tensor]:
@@ -101,7 +99,7 @@ def test_checkpoints_and_outputs(run) -> None:
 
 
 def test_archive_grows_replays_happen_and_exit_metrics_are_logged(run) -> None:
-    metrics = _metrics(run)
+    metrics = step_metrics(run)
     assert [s for s in metrics if "training/global_step" in metrics[s]] == [1, 2, 3, 4]
     sizes = [metrics[s]["exit/archive_size"] for s in (1, 2, 3, 4)]
     assert sizes == sorted(sizes) and sizes[-1] > sizes[0] > 0
@@ -115,7 +113,7 @@ def test_archive_grows_replays_happen_and_exit_metrics_are_logged(run) -> None:
 
 
 def test_resume_continues_from_the_saved_archive(run) -> None:
-    metrics = _metrics(run)
+    metrics = step_metrics(run)
     before = {r["step"]: r["data"] for r in map(json.loads, open(run.parent / "step3.jsonl"))}
     for step in (1, 2, 3):  # the first job's lines survive the second job
         assert metrics[step] == before[step]
@@ -133,7 +131,7 @@ def test_resume_continues_from_the_saved_archive(run) -> None:
 
 
 def test_policy_moved_with_a_finite_loss(run) -> None:
-    metrics = _metrics(run)
+    metrics = step_metrics(run)
     for step in (1, 2, 3, 4):
         assert math.isfinite(metrics[step]["actor/pg_loss"])
         assert metrics[step]["actor/grad_norm"] > 0

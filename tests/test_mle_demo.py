@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from deps import need
 
-pytest.importorskip("omegaconf")
-pytest.importorskip("sklearn")
+need("omegaconf")
+need("sklearn")
 
 from exit_verl.demo import mle_data  # noqa: E402
 from exit_verl.demo.command import hydra_value, train_command  # noqa: E402

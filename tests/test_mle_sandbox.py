@@ -3,15 +3,14 @@ submission on every built-in competition; failures come back as traces with scor
 scripts are contained (score 0 or no effect, nothing left running, nothing outside changed).
 
 The limits are small here (1 GiB per process, 8 processes) so a hostile script cannot hurt
-the machine running the tests. Without bubblewrap the module is skipped, unless
-EXIT_VERL_REQUIRE_SANDBOX=1 (CI), which turns the skip into a failure.
+the machine running the tests. Without a working sandbox the module is skipped, and fails
+under EXIT_VERL_STRICT_DEPS=1 (`make test`, CI) like any missing test dependency.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import socket
 import subprocess
@@ -22,14 +21,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import mle_scripts as scripts  # noqa: E402
+from deps import need_sandbox  # noqa: E402
 
 from exit_verl.domains import mle  # noqa: E402
 
-PROBLEM = mle.sandbox_problem()
-if PROBLEM is not None:
-    if os.environ.get("EXIT_VERL_REQUIRE_SANDBOX") == "1":
-        raise RuntimeError(f"the sandbox is required but cannot run: {PROBLEM}")
-    pytest.skip(f"no sandbox here: {PROBLEM}", allow_module_level=True)
+need_sandbox()
 
 SMALL = mle.SandboxSettings(memory_mb=1024, processes=8, file_mb=16, workdir_mb=64)
 

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deps import need
 
 from exit_verl.domains import mle
 from exit_verl.domains.mle.grading import Answers, SubmissionError
 from exit_verl.domains.mle.tasks import builtin_task
 
-pytest.importorskip("sklearn")
+need("sklearn")
 
 
 def test_builtin_competitions_have_the_contract_shape() -> None:

@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from deps import need, need_sandbox
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("verl")
+ray = need("ray")
+need("verl")
 
 sys.path.insert(0, str(Path(__file__).parent))
 import mle_scripts as scripts  # noqa: E402
@@ -28,8 +29,7 @@ from exit_verl.demo.mle_data import rows  # noqa: E402
 from exit_verl.domains import mle  # noqa: E402
 from exit_verl.verl.controller import ExItController  # noqa: E402
 
-if mle.sandbox_problem() is not None:
-    pytest.skip(f"no sandbox here: {mle.sandbox_problem()}", allow_module_level=True)
+need_sandbox()
 
 REWARD_FILE = Path(__file__).parents[1] / "python" / "exit_verl" / "verl" / "mle_reward.py"
 MARK = re.compile(r"MARK(\d+)")

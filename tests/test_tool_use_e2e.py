@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 from deps import need, need_package
+from run_files import step_metrics
+
+pytestmark = pytest.mark.slow  # verl jobs: minutes each
 
 need("verl")
 need("bfcl_eval")
@@ -39,14 +42,6 @@ SETTINGS = [
 ]
 
 
-def _metrics(run: Path) -> dict[int, dict]:
-    steps: dict[int, dict] = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        steps.setdefault(record["step"], {}).update(record["data"])
-    return steps
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tool_use_e2e") / "run"
@@ -58,7 +53,7 @@ def run(tmp_path_factory) -> Path:
 
 
 def test_three_steps_with_exit_metrics_and_replays(run: Path) -> None:
-    metrics = _metrics(run)
+    metrics = step_metrics(run)
     steps = sorted(s for s, m in metrics.items() if "training/global_step" in m)
     assert steps == [1, 2, 3]
     for step in steps:

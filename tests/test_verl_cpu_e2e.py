@@ -7,12 +7,13 @@ own); its wall time and peak summed memory are printed (run pytest with -s to se
 from __future__ import annotations
 
 import math
-import os
 import sys
 from pathlib import Path
 
 import pytest
-from deps import need, need_package
+from deps import need, need_package, opt_in
+
+pytestmark = pytest.mark.slow  # verl jobs: minutes each
 
 need("verl")
 need("ray")
@@ -205,10 +206,7 @@ def test_lora_actor_syncs_its_adapter(tmp_path, data, model) -> None:
     assert (adapted - base).abs().max() > 100 * SYNC_TOL
 
 
-@pytest.mark.skipif(
-    os.environ.get("EXIT_VERL_SLOW_TESTS") != "1",
-    reason="opt-in (about 5 min on 2 cores): set EXIT_VERL_SLOW_TESTS=1",
-)
+@opt_in  # about 5 min on 2 cores
 def test_smollm2_lora_step(tmp_path, data) -> None:
     """The real SmolLM2-135M-Instruct, LoRA, one step through the same path."""
     from exit_verl.models import smollm2_path

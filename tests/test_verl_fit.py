@@ -32,7 +32,7 @@ from exit_verl.verl.rows import parse_key  # noqa: E402
 DP = 3  # data-parallel ranks of the fake actor: 15 or 16 rows are padded to 24 by verl
 
 
-pytestmark = pytest.mark.usefixtures("transfer_queue_on_ray")
+pytestmark = [pytest.mark.usefixtures("transfer_queue_on_ray"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

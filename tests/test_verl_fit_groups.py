@@ -20,7 +20,7 @@ from verl_fit_checks import Spy, check_advantages, step_metrics  # noqa: E402
 from verl_fit_harness import compose_with as compose  # noqa: E402
 
 DP = 2
-pytestmark = pytest.mark.usefixtures("transfer_queue_on_ray")
+pytestmark = [pytest.mark.usefixtures("transfer_queue_on_ray"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
