@@ -114,7 +114,7 @@ fn ranked(arrivals: &[Arrival], slots: &[u32]) -> Vec<Entry> {
 /// Distinct ranks as ascending, disjoint ranges. The victims of one batch form at most two:
 /// every rank below the run of equal scores the last victim belongs to, and a first part of
 /// that run (eviction and rank order both put its smaller ids first).
-pub(super) fn rank_ranges(ranks: impl Iterator<Item = usize>) -> Vec<Range<usize>> {
+fn rank_ranges(ranks: impl Iterator<Item = usize>) -> Vec<Range<usize>> {
     let mut sorted: Vec<usize> = ranks.collect();
     sorted.sort_unstable();
     let mut out: Vec<Range<usize>> = Vec::new();

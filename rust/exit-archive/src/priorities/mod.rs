@@ -229,10 +229,7 @@ impl Priorities {
             .collect();
         gone.sort_unstable();
         if bulk(2 * changes.len(), self.len()) {
-            // The old keys' ranks, ascending, as ranges for the rebuild's run copies.
-            let ranks = gone.iter().map(|k| self.order.rank_lower_bound(k));
-            let ranges = admit::rank_ranges(ranks);
-            self.order = self.order.rebuilt(&ranges, &new);
+            self.order = self.order.rebuilt_without(&gone, &new);
         } else {
             self.order.remove_sorted(&gone);
             self.order.insert_sorted(&new);

@@ -1,7 +1,9 @@
 //! Rebuilding the index packed, in one pass over the leaf chain and a sorted batch: runs
 //! between the batch's keys and the removed entries are copied whole, so the pass costs a
 //! copy of the entries plus O(log) per change, and a large batch is cheaper this way than
-//! one descent per key.
+//! one descent per key. Removed entries are named by their ranks (an admission's victims,
+//! whose ranks the eviction order gives) or by their keys (a rescore's old keys, found by the
+//! merge).
 
 use std::ops::Range;
 
@@ -27,14 +29,8 @@ impl Out {
 }
 
 impl OrderIndex {
-    /// The index without the entries at the `gone` ranks (ascending disjoint ranges) and with
-    /// the sorted `new` ones, built packed.
-    pub(crate) fn rebuilt(&self, gone: &[Range<usize>], new: &[Entry]) -> Self {
-        let mut out = Out {
-            keys: Vec::with_capacity(self.len + new.len()),
-            slots: Vec::with_capacity(self.len + new.len()),
-        };
-        let (mut a, mut g, mut rank) = (0, 0, 0);
+    /// Calls `f` with each leaf's keys and slots in ascending order, leaves in chain order.
+    fn for_each_leaf_sorted(&self, mut f: impl FnMut(&[Key], &[u32])) {
         // An unsorted leaf is read through sorted copies.
         let (mut sorted_keys, mut sorted_slots) = ([Key::default(); LEAF_CAP], [0u32; LEAF_CAP]);
         let mut leaf = self.root;
@@ -44,8 +40,8 @@ impl OrderIndex {
         while leaf != NONE {
             let l = &self.leaves[leaf as usize];
             let n = l.len();
-            let (keys, slots): (&[Key], &[u32]) = if l.sorted == l.len {
-                (&l.keys[..n], &l.slots[..n])
+            if l.sorted == l.len {
+                f(&l.keys[..n], &l.slots[..n]);
             } else {
                 let mut buf = [Entry::default(); LEAF_CAP];
                 l.ordered_into(&mut buf);
@@ -53,8 +49,22 @@ impl OrderIndex {
                     sorted_keys[k] = e.key;
                     sorted_slots[k] = e.slot;
                 }
-                (&sorted_keys[..n], &sorted_slots[..n])
-            };
+                f(&sorted_keys[..n], &sorted_slots[..n]);
+            }
+            leaf = l.next;
+        }
+    }
+
+    /// The index without the entries at the `gone` ranks (ascending disjoint ranges) and with
+    /// the sorted `new` ones, built packed.
+    pub(crate) fn rebuilt(&self, gone: &[Range<usize>], new: &[Entry]) -> Self {
+        let mut out = Out {
+            keys: Vec::with_capacity(self.len + new.len()),
+            slots: Vec::with_capacity(self.len + new.len()),
+        };
+        let (mut a, mut g, mut rank) = (0, 0, 0);
+        self.for_each_leaf_sorted(|keys, slots| {
+            let n = keys.len();
             let mut i = 0;
             while i < n {
                 // Copy as is up to the next new key or removed entry.
@@ -83,8 +93,51 @@ impl OrderIndex {
                 }
             }
             rank += n;
-            leaf = l.next;
+        });
+        for &e in &new[a..] {
+            out.push(e);
         }
+        OrderIndex::from_parts(&out.keys, &out.slots)
+    }
+
+    /// The index without the `gone` keys (strictly ascending, all present) and with the
+    /// sorted `new` entries, built packed: the removed entries are found by the merge itself,
+    /// so the pass costs O(n + batch) with no descent per key.
+    pub(crate) fn rebuilt_without(&self, gone: &[Key], new: &[Entry]) -> Self {
+        debug_assert!(gone.windows(2).all(|w| w[0] < w[1]));
+        let mut out = Out {
+            keys: Vec::with_capacity(self.len + new.len()),
+            slots: Vec::with_capacity(self.len + new.len()),
+        };
+        let (mut a, mut g) = (0, 0);
+        self.for_each_leaf_sorted(|keys, slots| {
+            let n = keys.len();
+            let mut i = 0;
+            while i < n {
+                // Copy as is up to the next new or removed key.
+                let mut j = n;
+                if let Some(next) = new.get(a) {
+                    j = i + keys[i..j].partition_point(|k| *k < next.key);
+                }
+                if let Some(next) = gone.get(g) {
+                    j = i + keys[i..j].partition_point(|k| k < next);
+                }
+                out.copy(&keys[i..j], &slots[i..j]);
+                i = j;
+                if i == n {
+                    break;
+                }
+                if new.get(a).is_some_and(|e| e.key < keys[i]) {
+                    out.push(new[a]);
+                    a += 1;
+                } else {
+                    debug_assert_eq!(gone.get(g), Some(&keys[i]), "removed key absent");
+                    i += 1;
+                    g += 1;
+                }
+            }
+        });
+        debug_assert_eq!(g, gone.len(), "removed key absent");
         for &e in &new[a..] {
             out.push(e);
         }
