@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use super::order::Entry;
+use super::order::{Entry, Removed};
 use super::{bulk, rank_key, sort, Candidate, Priorities};
 use crate::prefetch::{self, prefetch};
 
@@ -43,7 +43,7 @@ impl Priorities {
         let new = ranked(arrivals, slots);
         let gone = rank_ranges(victims.iter().map(|v| v.rank));
         if bulk(victims.len() + new.len(), self.len()) {
-            self.order = self.order.rebuilt(&gone, &new);
+            self.order = self.order.rebuilt(Removed::Ranks(&gone), &new);
         } else {
             // Highest ranks first, so that the lower ranges keep their ranks.
             for r in gone.iter().rev() {

@@ -26,7 +26,7 @@ use crate::config::{Config, Prioritization};
 use crate::prefetch::{self, prefetch};
 pub(crate) use admit::Arrival;
 pub(crate) use eviction::{Candidate, EvictionOrder};
-use order::{Entry, Key, OrderIndex};
+use order::{Entry, Key, OrderIndex, Removed};
 use rank::RankTable;
 pub(crate) use reference::{initial_weight_ref, weight_ref_fits};
 use staleness::StalenessTree;
@@ -229,7 +229,7 @@ impl Priorities {
             .collect();
         gone.sort_unstable();
         if bulk(2 * changes.len(), self.len()) {
-            self.order = self.order.rebuilt_without(&gone, &new);
+            self.order = self.order.rebuilt(Removed::Keys(&gone), &new);
         } else {
             self.order.remove_sorted(&gone);
             self.order.insert_sorted(&new);

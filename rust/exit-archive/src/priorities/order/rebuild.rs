@@ -10,6 +10,16 @@ use std::ops::Range;
 use super::leaf::{Leaf, LEAF_CAP};
 use super::{Child, Entry, Inner, Key, OrderIndex, INNER_FILL, LEAF_FILL, NONE};
 
+/// The entries a rebuild leaves out.
+#[derive(Clone, Copy)]
+pub(crate) enum Removed<'a> {
+    /// At these ranks: ascending, disjoint ranges.
+    Ranks(&'a [Range<usize>]),
+    /// With these keys: strictly ascending, all present; found by the merge itself, with no
+    /// descent per key.
+    Keys(&'a [Key]),
+}
+
 /// The output of a rebuild, as the two arrays leaves are made of.
 struct Out {
     keys: Vec<Key>,
@@ -55,13 +65,13 @@ impl OrderIndex {
         }
     }
 
-    /// The index without the entries at the `gone` ranks (ascending disjoint ranges) and with
-    /// the sorted `new` ones, built packed.
-    pub(crate) fn rebuilt(&self, gone: &[Range<usize>], new: &[Entry]) -> Self {
+    /// The index without the `removed` entries and with the sorted `new` ones, built packed.
+    pub(crate) fn rebuilt(&self, removed: Removed, new: &[Entry]) -> Self {
         let mut out = Out {
             keys: Vec::with_capacity(self.len + new.len()),
             slots: Vec::with_capacity(self.len + new.len()),
         };
+        // Next new entry, next removed range or key, rank of the leaf's first entry.
         let (mut a, mut g, mut rank) = (0, 0, 0);
         self.for_each_leaf_sorted(|keys, slots| {
             let n = keys.len();
@@ -72,9 +82,14 @@ impl OrderIndex {
                 if let Some(next) = new.get(a) {
                     j = i + keys[i..j].partition_point(|k| *k < next.key);
                 }
-                if let Some(r) = gone.get(g) {
-                    j = j.min(r.start.saturating_sub(rank).max(i));
-                }
+                j = match removed {
+                    Removed::Ranks(r) => r
+                        .get(g)
+                        .map_or(j, |r| j.min(r.start.saturating_sub(rank).max(i))),
+                    Removed::Keys(k) => k
+                        .get(g)
+                        .map_or(j, |next| i + keys[i..j].partition_point(|k| k < next)),
+                };
                 out.copy(&keys[i..j], &slots[i..j]);
                 i = j;
                 if i == n {
@@ -86,58 +101,22 @@ impl OrderIndex {
                     continue;
                 }
                 // keys[i] is removed.
-                let end = gone[g].end;
-                i = (end - rank).min(n);
-                if end <= rank + n {
-                    g += 1;
+                match removed {
+                    Removed::Ranks(r) => {
+                        let end = r[g].end;
+                        i = (end - rank).min(n);
+                        if end <= rank + n {
+                            g += 1;
+                        }
+                    }
+                    Removed::Keys(_) => {
+                        i += 1;
+                        g += 1;
+                    }
                 }
             }
             rank += n;
         });
-        for &e in &new[a..] {
-            out.push(e);
-        }
-        OrderIndex::from_parts(&out.keys, &out.slots)
-    }
-
-    /// The index without the `gone` keys (strictly ascending, all present) and with the
-    /// sorted `new` entries, built packed: the removed entries are found by the merge itself,
-    /// so the pass costs O(n + batch) with no descent per key.
-    pub(crate) fn rebuilt_without(&self, gone: &[Key], new: &[Entry]) -> Self {
-        debug_assert!(gone.windows(2).all(|w| w[0] < w[1]));
-        let mut out = Out {
-            keys: Vec::with_capacity(self.len + new.len()),
-            slots: Vec::with_capacity(self.len + new.len()),
-        };
-        let (mut a, mut g) = (0, 0);
-        self.for_each_leaf_sorted(|keys, slots| {
-            let n = keys.len();
-            let mut i = 0;
-            while i < n {
-                // Copy as is up to the next new or removed key.
-                let mut j = n;
-                if let Some(next) = new.get(a) {
-                    j = i + keys[i..j].partition_point(|k| *k < next.key);
-                }
-                if let Some(next) = gone.get(g) {
-                    j = i + keys[i..j].partition_point(|k| k < next);
-                }
-                out.copy(&keys[i..j], &slots[i..j]);
-                i = j;
-                if i == n {
-                    break;
-                }
-                if new.get(a).is_some_and(|e| e.key < keys[i]) {
-                    out.push(new[a]);
-                    a += 1;
-                } else {
-                    debug_assert_eq!(gone.get(g), Some(&keys[i]), "removed key absent");
-                    i += 1;
-                    g += 1;
-                }
-            }
-        });
-        debug_assert_eq!(g, gone.len(), "removed key absent");
         for &e in &new[a..] {
             out.push(e);
         }
