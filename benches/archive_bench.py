@@ -40,6 +40,9 @@ from exit_verl import TaskArchive  # noqa: E402
 
 SECTIONS = ("step", "novelty", "minilm", "memory", "snapshot", "small")
 SAMPLE, CHILDREN, PAYLOAD_SMALL, PAYLOAD_BIG, DIM, K = 512, 4096, 64, 1024, 384, 8
+# The paper's operating point: an archive of 512 tasks, 128 prompts x 8 rollouts a step.
+PAPER_N, PAPER_SAMPLE, PAPER_CHILDREN = 512, 128, 1024
+PAPER = "paper"
 THREADS = os.cpu_count() or 1
 
 
@@ -128,18 +131,20 @@ VECTORS = {"random": unit_vectors, "clustered": clustered_unit_vectors}
 
 class StepInputs:
     """Fresh scores every step (~20 µs for all implementations alike): reused score values
-    would create ties, which take the slower tie-breaking paths."""
+    would create ties, which take the slower tie-breaking paths. A step samples `sample`
+    prompts and adds `children` children (an equal number per sampled prompt)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sample: int = SAMPLE, children: int = CHILDREN) -> None:
+        self.sample, self.children = sample, children
         self.rng = np.random.default_rng(1)
-        self.payloads = payload_pool(PAYLOAD_SMALL, CHILDREN, seed=2)
-        self.obs = np.frombuffer(b"".join(self.payloads), np.uint8).reshape(CHILDREN, -1)
+        self.payloads = payload_pool(PAYLOAD_SMALL, children, seed=2)
+        self.obs = np.frombuffer(b"".join(self.payloads), np.uint8).reshape(children, -1)
         self.t = 0
 
     def next(self) -> tuple[int, np.ndarray, np.ndarray]:
         self.t += 1
-        scores = self.rng.uniform(0, 0.25, SAMPLE + CHILDREN)
-        return self.t, scores[:SAMPLE], scores[SAMPLE:]
+        scores = self.rng.uniform(0, 0.25, self.sample + self.children)
+        return self.t, scores[: self.sample], scores[self.sample :]
 
 
 def fill_archive(arc: Any, n: int, pool: list[bytes]) -> None:
@@ -153,9 +158,9 @@ def fill_archive(arc: Any, n: int, pool: list[bytes]) -> None:
 def exit_step(arc: Any, inp: StepInputs) -> Any:
     """One ExIt step; returns the ids of the children added."""
     t, new_scores, child_scores = inp.next()
-    ids = arc.sample(SAMPLE, step=t)
+    ids = arc.sample(inp.sample, step=t)
     arc.update_scores(ids, new_scores)
-    parents = np.repeat(ids.astype(np.int64), CHILDREN // SAMPLE)
+    parents = np.repeat(ids.astype(np.int64), inp.children // inp.sample)
     return arc.add(inp.payloads, child_scores, parents=parents, step=t)
 
 
@@ -164,15 +169,15 @@ def make_cpprb(n: int, inp: StepInputs) -> Any:
 
     rb = PrioritizedReplayBuffer(n, {"obs": {"shape": PAYLOAD_SMALL, "dtype": np.uint8}})
     rng = np.random.default_rng(3)
-    for start in range(0, n, CHILDREN):
-        m = min(CHILDREN, n - start)
+    for start in range(0, n, inp.children):
+        m = min(inp.children, n - start)
         rb.add(obs=inp.obs[:m], priorities=rng.uniform(0, 0.25, m))
     return rb
 
 
 def cpprb_step(rb: Any, inp: StepInputs) -> None:
     _, new_scores, child_scores = inp.next()
-    batch = rb.sample(SAMPLE)
+    batch = rb.sample(inp.sample)
     rb.update_priorities(batch["indexes"], new_scores)
     rb.add(obs=inp.obs, priorities=child_scores)
 
@@ -256,13 +261,19 @@ def bench_step(quick: bool) -> dict[str, Any]:
     steps = {10_000: 60, 100_000: 30} if quick else {10_000: 300, 100_000: 200, 1_000_000: 100}
     inp = StepInputs()
     results: dict[str, Any] = {str(n): step_case(n, inp, steps[n]) for n in sizes}
+    paper = StepInputs(PAPER_SAMPLE, PAPER_CHILDREN)
+    results[PAPER] = step_case(PAPER_N, paper, 300 if quick else 1000)
+    # (column label, results, children per step): the paper's operating point first.
+    columns = [
+        (f"{PAPER_N} ({PAPER_SAMPLE}x{PAPER_CHILDREN // PAPER_SAMPLE})", results[PAPER], paper),
+        *[(f"{n:.0e}", results[str(n)], inp) for n in sizes],
+    ]
     rows = []
     for mode in MODES:
         for admission in ADMISSIONS:
             key = f"ours/{mode}/{admission}"
             row = [f"{mode} / {admission}"]
-            for n in sizes:
-                r = results[str(n)]
+            for _, r, _ in columns:
                 anchors = {k: v for k, v in r.items() if k == "cpprb" or k.endswith(f"/{mode}")}
                 best = min(anchors, key=anchors.get)
                 row += [
@@ -274,13 +285,15 @@ def bench_step(quick: bool) -> dict[str, Any]:
             results[f"growth/{mode}/{admission}"] = growth
             rows.append([*row, f"{growth:.2f}"])
     header = ["mode / admission"]
-    for n in sizes:
-        header += [f"ours {n:.0e}", f"fastest anchor {n:.0e}", f"anchor/ours {n:.0e}"]
+    for label, _, _ in columns:
+        header += [f"ours {label}", f"fastest anchor {label}", f"anchor/ours {label}"]
     header.append(f"ours {sizes[-1]:.0e}/{sizes[0]:.0e}")
     table(
-        f"ExIt step: sample {SAMPLE} + update {SAMPLE} + add {CHILDREN} with eviction, "
-        "staleness 0.1, archive full; median ms/step (ratio = fastest anchor / ours; "
-        "target >= 3x and growth <= 2)",
+        f"ExIt step: sample {SAMPLE} + update {SAMPLE} + add {CHILDREN} with eviction at N = "
+        f"{', '.join(f'{n:.0e}' for n in sizes)}; at the paper's operating point N = {PAPER_N}: "
+        f"sample {PAPER_SAMPLE} + update {PAPER_SAMPLE} + add {PAPER_CHILDREN}; staleness 0.1, "
+        "archive full; median ms/step (ratio = fastest anchor / ours; target >= 3x and "
+        "growth <= 2)",
         header,
         rows,
     )
@@ -288,23 +301,33 @@ def bench_step(quick: bool) -> dict[str, Any]:
     for mode in MODES:
         for admission in ADMISSIONS:
             row = [f"{mode} / {admission}"]
-            for n in sizes:
-                r = results[str(n)]
+            for _, r, _ in columns:
                 kept = r[f"survivors/{mode}/{admission}"]
                 row += [f"{kept:.0f}", f"{1e3 * r[f'ours/{mode}/{admission}'] / kept:.2f}"]
             work_rows.append(row)
     table(
-        f"What a step inserts: median new entries still resident after their step (of "
-        f"{CHILDREN}; each displaces a resident), and ours in µs per such entry",
-        ["mode / admission", *[f"{h} {n:.0e}" for n in sizes for h in ("kept", "µs/kept")]],
+        "What a step inserts: median new entries still resident after their step (of the "
+        "step's children; each displaces a resident), and ours in µs per such entry",
+        [
+            "mode / admission",
+            *[
+                f"{h} {label}"
+                for label, _, shape in columns
+                for h in (f"kept of {shape.children}", "µs/kept")
+            ],
+        ],
         work_rows,
     )
     anchor_rows = [
-        [k, *[f"{results[str(n)].get(k, float('nan')):.3f}" for n in sizes]]
-        for k in sorted({k for n in sizes for k in results[str(n)]})
+        [k, *[f"{r.get(k, float('nan')):.3f}" for _, r, _ in columns]]
+        for k in sorted({k for _, r, _ in columns for k in r})
         if not k.startswith(("ours", "survivors"))
     ]
-    table("Step anchors (median ms/step)", ["anchor", *[f"{n:.0e}" for n in sizes]], anchor_rows)
+    table(
+        "Step anchors (median ms/step)",
+        ["anchor", *[label for label, _, _ in columns]],
+        anchor_rows,
+    )
     print("cpprb overwrites FIFO (no score eviction, rank, staleness or lineage); naive numpy")
     print("replaces the batch-size lowest residents (not one at a time) and keeps no lineage.")
     print("topn numpy keeps the N highest of residents and children (the resident set of")

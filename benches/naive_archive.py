@@ -59,6 +59,8 @@ class NaiveNumpyArchive:
         self, payloads: Sequence[bytes], scores: np.ndarray, *, step: int = 0, **_: object
     ) -> np.ndarray:
         m = len(payloads)
+        if m > self.cap:  # the batch alone overfills the archive: its last `cap` entries stay
+            payloads, scores, m = payloads[m - self.cap :], scores[m - self.cap :], self.cap
         k = min(self.cap - self.n, m)
         slots = np.arange(self.n, self.n + k)
         if m > k:  # full: the lowest residents make room

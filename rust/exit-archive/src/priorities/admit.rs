@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use super::order::Entry;
+use super::order::{Entry, Removed};
 use super::{bulk, rank_key, sort, Candidate, Priorities};
 use crate::prefetch::{self, prefetch};
 
@@ -43,7 +43,7 @@ impl Priorities {
         let new = ranked(arrivals, slots);
         let gone = rank_ranges(victims.iter().map(|v| v.rank));
         if bulk(victims.len() + new.len(), self.len()) {
-            self.order = self.order.rebuilt(&gone, &new);
+            self.order = self.order.rebuilt(Removed::Ranks(&gone), &new);
         } else {
             // Highest ranks first, so that the lower ranges keep their ranks.
             for r in gone.iter().rev() {
@@ -114,7 +114,7 @@ fn ranked(arrivals: &[Arrival], slots: &[u32]) -> Vec<Entry> {
 /// Distinct ranks as ascending, disjoint ranges. The victims of one batch form at most two:
 /// every rank below the run of equal scores the last victim belongs to, and a first part of
 /// that run (eviction and rank order both put its smaller ids first).
-pub(super) fn rank_ranges(ranks: impl Iterator<Item = usize>) -> Vec<Range<usize>> {
+fn rank_ranges(ranks: impl Iterator<Item = usize>) -> Vec<Range<usize>> {
     let mut sorted: Vec<usize> = ranks.collect();
     sorted.sort_unstable();
     let mut out: Vec<Range<usize>> = Vec::new();

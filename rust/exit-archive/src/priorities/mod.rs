@@ -26,7 +26,7 @@ use crate::config::{Config, Prioritization};
 use crate::prefetch::{self, prefetch};
 pub(crate) use admit::Arrival;
 pub(crate) use eviction::{Candidate, EvictionOrder};
-use order::{Entry, Key, OrderIndex};
+use order::{Entry, Key, OrderIndex, Removed};
 use rank::RankTable;
 pub(crate) use reference::{initial_weight_ref, weight_ref_fits};
 use staleness::StalenessTree;
@@ -229,10 +229,7 @@ impl Priorities {
             .collect();
         gone.sort_unstable();
         if bulk(2 * changes.len(), self.len()) {
-            // The old keys' ranks, ascending, as ranges for the rebuild's run copies.
-            let ranks = gone.iter().map(|k| self.order.rank_lower_bound(k));
-            let ranges = admit::rank_ranges(ranks);
-            self.order = self.order.rebuilt(&ranges, &new);
+            self.order = self.order.rebuilt(Removed::Keys(&gone), &new);
         } else {
             self.order.remove_sorted(&gone);
             self.order.insert_sorted(&new);

@@ -21,6 +21,7 @@ mod tests;
 use crate::prefetch::prefetch_range;
 pub(crate) use cursor::Cursor;
 use leaf::{Leaf, LEAF_CAP};
+pub(crate) use rebuild::Removed;
 
 const INNER_CAP: usize = 64;
 /// Entries per node when nodes are built or split: room for inserts before the next split.

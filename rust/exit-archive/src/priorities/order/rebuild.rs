@@ -1,12 +1,24 @@
 //! Rebuilding the index packed, in one pass over the leaf chain and a sorted batch: runs
 //! between the batch's keys and the removed entries are copied whole, so the pass costs a
 //! copy of the entries plus O(log) per change, and a large batch is cheaper this way than
-//! one descent per key.
+//! one descent per key. Removed entries are named by their ranks (an admission's victims,
+//! whose ranks the eviction order gives) or by their keys (a rescore's old keys, found by the
+//! merge).
 
 use std::ops::Range;
 
 use super::leaf::{Leaf, LEAF_CAP};
 use super::{Child, Entry, Inner, Key, OrderIndex, INNER_FILL, LEAF_FILL, NONE};
+
+/// The entries a rebuild leaves out.
+#[derive(Clone, Copy)]
+pub(crate) enum Removed<'a> {
+    /// At these ranks: ascending, disjoint ranges.
+    Ranks(&'a [Range<usize>]),
+    /// With these keys: strictly ascending, all present; found by the merge itself, with no
+    /// descent per key.
+    Keys(&'a [Key]),
+}
 
 /// The output of a rebuild, as the two arrays leaves are made of.
 struct Out {
@@ -27,14 +39,8 @@ impl Out {
 }
 
 impl OrderIndex {
-    /// The index without the entries at the `gone` ranks (ascending disjoint ranges) and with
-    /// the sorted `new` ones, built packed.
-    pub(crate) fn rebuilt(&self, gone: &[Range<usize>], new: &[Entry]) -> Self {
-        let mut out = Out {
-            keys: Vec::with_capacity(self.len + new.len()),
-            slots: Vec::with_capacity(self.len + new.len()),
-        };
-        let (mut a, mut g, mut rank) = (0, 0, 0);
+    /// Calls `f` with each leaf's keys and slots in ascending order, leaves in chain order.
+    fn for_each_leaf_sorted(&self, mut f: impl FnMut(&[Key], &[u32])) {
         // An unsorted leaf is read through sorted copies.
         let (mut sorted_keys, mut sorted_slots) = ([Key::default(); LEAF_CAP], [0u32; LEAF_CAP]);
         let mut leaf = self.root;
@@ -44,8 +50,8 @@ impl OrderIndex {
         while leaf != NONE {
             let l = &self.leaves[leaf as usize];
             let n = l.len();
-            let (keys, slots): (&[Key], &[u32]) = if l.sorted == l.len {
-                (&l.keys[..n], &l.slots[..n])
+            if l.sorted == l.len {
+                f(&l.keys[..n], &l.slots[..n]);
             } else {
                 let mut buf = [Entry::default(); LEAF_CAP];
                 l.ordered_into(&mut buf);
@@ -53,8 +59,22 @@ impl OrderIndex {
                     sorted_keys[k] = e.key;
                     sorted_slots[k] = e.slot;
                 }
-                (&sorted_keys[..n], &sorted_slots[..n])
-            };
+                f(&sorted_keys[..n], &sorted_slots[..n]);
+            }
+            leaf = l.next;
+        }
+    }
+
+    /// The index without the `removed` entries and with the sorted `new` ones, built packed.
+    pub(crate) fn rebuilt(&self, removed: Removed, new: &[Entry]) -> Self {
+        let mut out = Out {
+            keys: Vec::with_capacity(self.len + new.len()),
+            slots: Vec::with_capacity(self.len + new.len()),
+        };
+        // Next new entry, next removed range or key, rank of the leaf's first entry.
+        let (mut a, mut g, mut rank) = (0, 0, 0);
+        self.for_each_leaf_sorted(|keys, slots| {
+            let n = keys.len();
             let mut i = 0;
             while i < n {
                 // Copy as is up to the next new key or removed entry.
@@ -62,9 +82,14 @@ impl OrderIndex {
                 if let Some(next) = new.get(a) {
                     j = i + keys[i..j].partition_point(|k| *k < next.key);
                 }
-                if let Some(r) = gone.get(g) {
-                    j = j.min(r.start.saturating_sub(rank).max(i));
-                }
+                j = match removed {
+                    Removed::Ranks(r) => r
+                        .get(g)
+                        .map_or(j, |r| j.min(r.start.saturating_sub(rank).max(i))),
+                    Removed::Keys(k) => k
+                        .get(g)
+                        .map_or(j, |next| i + keys[i..j].partition_point(|k| k < next)),
+                };
                 out.copy(&keys[i..j], &slots[i..j]);
                 i = j;
                 if i == n {
@@ -76,15 +101,22 @@ impl OrderIndex {
                     continue;
                 }
                 // keys[i] is removed.
-                let end = gone[g].end;
-                i = (end - rank).min(n);
-                if end <= rank + n {
-                    g += 1;
+                match removed {
+                    Removed::Ranks(r) => {
+                        let end = r[g].end;
+                        i = (end - rank).min(n);
+                        if end <= rank + n {
+                            g += 1;
+                        }
+                    }
+                    Removed::Keys(_) => {
+                        i += 1;
+                        g += 1;
+                    }
                 }
             }
             rank += n;
-            leaf = l.next;
-        }
+        });
         for &e in &new[a..] {
             out.push(e);
         }

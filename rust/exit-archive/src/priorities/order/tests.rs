@@ -141,7 +141,7 @@ fn positions_walk_the_leaf_chain_and_reads_change_nothing() {
         .step_by(7)
         .map(|r| r..(r + 2).min(all.len()))
         .collect();
-    let merged = tree.rebuilt(&gone, &new);
+    let merged = tree.rebuilt(Removed::Ranks(&gone), &new);
     let mut expected: Vec<Entry> = all
         .iter()
         .enumerate()
@@ -150,6 +150,16 @@ fn positions_walk_the_leaf_chain_and_reads_change_nothing() {
         .chain(new.iter().copied())
         .collect();
     expected.sort_unstable_by_key(|e| e.key);
+    merged.check();
+    assert_eq!(merged.entries(), expected);
+    // The same entries removed by their keys.
+    let gone_keys: Vec<Key> = all
+        .iter()
+        .enumerate()
+        .filter(|(r, _)| r % 7 <= 1)
+        .map(|(_, e)| e.key)
+        .collect();
+    let merged = tree.rebuilt(Removed::Keys(&gone_keys), &new);
     merged.check();
     assert_eq!(merged.entries(), expected);
     for (r, e) in all.iter().enumerate() {
