@@ -171,6 +171,7 @@ def test_rollout_generates_with_the_synced_weights(full_runs, model) -> None:
     assert (step3 - initial).abs().max() > 100 * SYNC_TOL
 
 
+@opt_in  # a third verl job; the demo end-to-end test trains LoRA through the same path
 def test_lora_actor_syncs_its_adapter(tmp_path, data, model) -> None:
     """LoRA: only the adapter travels to the server, which wraps its base model with it."""
     from peft import LoraConfig, get_peft_model

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from deps import need, need_package
+from deps import need, need_package, opt_in
 
 need("verl")
 need("ray")
@@ -148,6 +148,7 @@ def sync_lora(tmp_path_factory, data, model) -> dict:
     )
 
 
+@opt_in  # a third verl job (~6 min); tests/test_verl_fit_groups.py covers the sync step in CI
 def test_parameter_sync_step_2_archives_every_group(sync_lora) -> None:
     assert _steps(sync_lora) == [1, 2]
     for step in (1, 2):
@@ -159,6 +160,7 @@ def test_parameter_sync_step_2_archives_every_group(sync_lora) -> None:
     assert sync_lora[2]["exit/archive_size"] == 8
 
 
+@opt_in  # shares the sync_lora job above
 def test_a_lora_reset_moves_the_adapter_into_the_base_the_rollout_serves(sync_lora) -> None:
     """After the reset the adapter is folded into the base weights (lora_B zero): a rollout
     that kept the old base would generate with other log-probs than the actor computes."""
