@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 
@@ -56,17 +57,18 @@ class CurriculumMetrics(Mapping[str, float]):
     batch: BatchMetrics = field(default_factory=BatchMetrics)
     observed: ObserveMetrics = field(default_factory=ObserveMetrics)
 
-    def _flat(self) -> dict[str, float]:
+    @cached_property
+    def _flat(self) -> dict[str, float]:  # built once: the value is frozen
         return {**asdict(self.archive), **asdict(self.batch), **asdict(self.observed)}
 
     def __getitem__(self, key: str) -> float:
-        return self._flat()[key]
+        return self._flat[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._flat())
+        return iter(self._flat)
 
     def __len__(self) -> int:
-        return len(self._flat())
+        return len(self._flat)
 
 
 def last_call_metrics(batch: BatchMetrics, observed: ObserveMetrics) -> dict[str, float]:
