@@ -129,3 +129,30 @@ def test_compare_runs_each_arm_and_seed_once_through_the_demo(tmp_path, monkeypa
     with pytest.raises(ValueError, match="other settings"):
         compare_module.compare(other, ["grpo"], 1, tmp_path, progress=False, log=lambda m: None)
     assert calls == []
+
+
+def test_compare_evaluates_a_run_stopped_during_its_final_validation(tmp_path, monkeypatch):
+    import exit_verl.demo.evaluate as evaluate
+    import exit_verl.demo.train as train
+
+    cfg = load_config(overrides=["steps=3", "eval.iterations=2"])
+    evaluated = []
+
+    def fake_run_demo(run_cfg, run_dir, *, log=print, progress=True):
+        result = _fake_result("grpo", run_cfg.seed, 2, run_cfg.steps, run_cfg.eval.before_train)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_cfg.to_yaml(run_dir / "config.yaml")
+        del result["trained"]  # trained to the last step; the final validation never logged
+        return result
+
+    def fake_evaluate_run(run_dir, iterations=None, samples=None, *, log=print):
+        evaluated.append(run_dir.name)
+        result = _fake_result("grpo", 0, 2, 3, True)
+        (run_dir / "eval.json").write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(train, "run_demo", fake_run_demo)
+    monkeypatch.setattr(evaluate, "evaluate_run", fake_evaluate_run)
+    summary = compare_module.compare(cfg, ["grpo"], 1, tmp_path, progress=False, log=lambda m: None)
+    assert evaluated == ["grpo-seed0"]
+    assert summary["arms"]["grpo"]["mean"]["mean"][0] == pytest.approx(0.1)

@@ -113,7 +113,7 @@ def compare(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    from exit_verl.demo.evaluate import base_result
+    from exit_verl.demo.evaluate import base_result, evaluate_run
     from exit_verl.demo.plots import plot_compare
     from exit_verl.demo.train import run_demo
 
@@ -138,6 +138,8 @@ def compare(
         if result is None:
             log(f"== compare {i + 1}/{len(runs)}: {arm}, seed {seed} -> {run_dir}")
             result = run_demo(run_cfg, run_dir, log=log, progress=progress)
+            if "trained" not in result:  # trained, but stopped during its final validation
+                result = evaluate_run(run_dir, log=log)
         else:
             log(f"== compare {i + 1}/{len(runs)}: {arm}, seed {seed}: finished earlier, reused")
         if i == 0:
