@@ -111,9 +111,11 @@ def test_compare_runs_each_arm_and_seed_once_through_the_demo(tmp_path, monkeypa
     }
     assert (tmp_path / "plots" / "compare.png").read_bytes()[:4] == b"\x89PNG"
     table = (tmp_path / "compare.md").read_text()
-    assert "| exit | 3 | 0.310 ± 0.025 |" in table  # 4.3027 * 0.01 / sqrt(3) = 0.0248
+    # exit, accuracy at step 0: 0.150, 0.155, 0.160 -> 0.155 ± 4.3027 * 0.005 / sqrt(3) = 0.0124
+    assert "| exit | 3 | 0.155 ± 0.012 |" in table
+    assert "| +2.00 ± 4.97 |" in table  # net corrections at K = 2: 0, 2, 4
     assert "± +" not in table and "± -" not in table  # half-widths carry no sign
-    assert "| base | 1 | 0.050 |" in table
+    assert "| base | 1 | 0.000 |" in table
     assert table.strip() in capsys.readouterr().out
 
     # Run again: finished runs are reused, nothing is trained.

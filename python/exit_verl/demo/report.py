@@ -36,43 +36,40 @@ def _cell(stat: dict[str, Any], n: int, fmt: str = "{:.3f}") -> str:
     return f"{fmt.format(mean)} ± {fmt.replace('+', '').format(half)}"  # a half-width has no sign
 
 
+def _step_cell(arm: dict[str, Any], series: str, t: int, fmt: str = "{:.3f}") -> str:
+    stat = {"mean": arm[series]["mean"][t], "ci95": arm[series]["ci95"][t]}
+    return _cell(stat, arm["seeds"], fmt)
+
+
 def compare_table(summary: dict[str, Any]) -> str:
-    """Table-1-style markdown: per arm, held-out mean reward at steps 0..K and accuracy,
-    each mean ± 95% t-interval half-width over seeds, then the per-seed values."""
+    """Table-1-style markdown: per arm, held-out accuracy at steps 0..K, mean reward at steps
+    0 and K and net corrections after K steps, each mean ± 95% t-interval half-width over
+    seeds, then the per-seed values."""
     arms = summary["arms"]
     if not arms:
         return "(no finished runs)"
-    k = len(next(iter(arms.values()))["mean"]["mean"]) - 1
+    k = len(next(iter(arms.values()))["accuracy"]["mean"]) - 1
     header = (
-        ["arm", "n"]
-        + [f"mean@{t}" for t in range(k + 1)]
-        + ["first-step acc", f"acc@{k}", "acc gain", f"net corr@{k}"]
+        ["arm", "n"] + [f"acc@{t}" for t in range(k + 1)] + ["mean@0", f"mean@{k}", f"net corr@{k}"]
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, s in arms.items():
-        n = s["seeds"]
-        series = [
-            _cell({"mean": s["mean"]["mean"][t], "ci95": s["mean"]["ci95"][t]}, n)
-            for t in range(k + 1)
-        ]
-        net = {"mean": s["net_corrections"]["mean"][-1], "ci95": s["net_corrections"]["ci95"][-1]}
         row = [
             arm,
-            str(n),
-            *series,
-            _cell(s["first_step_accuracy"], n),
-            _cell(s["final_accuracy"], n),
-            _cell(s["accuracy_gain"], n, "{:+.3f}"),
-            _cell(net, n, "{:+.2f}"),
+            str(s["seeds"]),
+            *(_step_cell(s, "accuracy", t) for t in range(k + 1)),
+            _step_cell(s, "mean", 0),
+            _step_cell(s, "mean", k),
+            _step_cell(s, "net_corrections", k, "{:+.2f}"),
         ]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "per seed (mean@0..K | first-step acc, acc@K | net corr@K):"]
+    lines += ["", "per seed (acc@0..K | mean@0, mean@K | net corr@K):"]
     for arm, s in arms.items():
         for r in s["per_seed"]:
-            means = " ".join(f"{m:.3f}" for m in r["mean"])
+            accs = " ".join(f"{a:.3f}" for a in r["accuracy"])
             lines.append(
-                f"  {arm:10} seed {r.get('seed', '-')}: {means} | "
-                f"{r['first_step_accuracy']:.3f}, {r['final_accuracy']:.3f} | "
+                f"  {arm:10} seed {r.get('seed', '-')}: {accs} | "
+                f"{r['mean'][0]:.3f}, {r['mean'][-1]:.3f} | "
                 f"{r['net_corrections'][-1]:+.2f}"
             )
     return "\n".join(lines)
