@@ -1,4 +1,6 @@
-"""Approximate (IVF) novelty through Python: exhaustive probing is exact, recall is honest."""
+"""Approximate (IVF) novelty through Python: the options reach the index the bindings keep, the
+index follows inserts and evictions, bad arguments raise ValueError. The index's own
+properties (partial probes, recall) are tested in the crate."""
 
 from __future__ import annotations
 
@@ -15,21 +17,20 @@ def clustered(rng: np.random.Generator, n: int, dim: int = 16, centres: int = 30
 
 
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
-def test_full_probe_equals_exact_and_partial_probe_never_underestimates(metric: str) -> None:
+def test_full_probe_equals_exact_and_nlist_rebuilds_the_index(metric: str) -> None:
     rng = np.random.default_rng(0)
-    arc = TaskArchive(3000, embedding_dim=16, metric=metric)
-    arc.add([b"x"] * 3000, np.zeros(3000), embeddings=clustered(rng, 3000))
-    q = clustered(rng, 300)
+    arc = TaskArchive(1000, embedding_dim=16, metric=metric)
+    arc.add([b"x"] * 1000, np.zeros(1000), embeddings=clustered(rng, 1000))
+    q = clustered(rng, 100).astype(np.float64)  # converted to float32 at the boundary
     exact = arc.novelty(q, k=8)
-    full = arc.novelty(q, k=8, approximate=True, nprobe=30, nlist=30)
+    full = arc.novelty(q, k=8, approximate=True, nprobe=20, nlist=20)
+    assert full.dtype == np.float32 and full.shape == (100,)
     np.testing.assert_allclose(full, exact, rtol=1e-4, atol=1e-5)
-    assert arc.novelty_recall(q, k=8, nprobe=30, nlist=30) == 1.0
-    partial = arc.novelty(q, k=8, approximate=True, nprobe=2, nlist=30)
-    assert (partial >= exact - 1e-5).all()
-    recall = arc.novelty_recall(q, k=8, nprobe=2, nlist=30)
-    assert 0.0 <= recall <= 1.0
-    # Recall grows with the number of probed lists.
-    assert arc.novelty_recall(q, k=8, nprobe=10, nlist=30) >= recall
+    assert arc.novelty_recall(q, k=8, nprobe=20, nlist=20) == 1.0
+    # Probing 5 of 20 lists misses neighbours; another nlist rebuilds the index, and
+    # probing all of its 5 lists is exact again.
+    assert arc.novelty_recall(q, k=8, nprobe=5, nlist=20) < 1.0
+    assert arc.novelty_recall(q, k=8, nprobe=5, nlist=5) == 1.0
 
 
 def test_index_follows_inserts_and_evictions() -> None:

@@ -120,6 +120,13 @@ fn ivf_exhaustive_probe_is_exact_and_partial_probe_is_an_upper_bound() {
             recall > 0.5,
             "clustered data, 3 of 30 lists: recall {recall}"
         );
+        // Probing more lists only adds candidates: recall never drops.
+        let mut last = 0.0;
+        for nprobe in [1, 3, 10, 30] {
+            let r = index.recall(&a, &queries, 8, nprobe).unwrap();
+            assert!(r >= last, "recall {r} at nprobe {nprobe} below {last}");
+            last = r;
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{add_scores, archive};
-use exit_archive::{Archive, Config, CorruptKind, Error, Id, Metric, Prioritization};
+use exit_archive::{Admission, Archive, Config, CorruptKind, Error, Id, Metric, Prioritization};
 
 fn corrupt_kind(bytes: &[u8]) -> CorruptKind {
     match Archive::from_bytes(bytes) {
@@ -30,6 +30,9 @@ fn save_load_continues_identically() {
     ] {
         let mut cfg = Config::new(50);
         cfg.prioritization = prio;
+        if prio == Prioritization::Softmax {
+            cfg.admission = Admission::NotBelowMin;
+        }
         cfg.embedding_dim = Some(3);
         cfg.metric = Metric::L2;
         cfg.staleness_coef = 0.5;
@@ -143,6 +146,42 @@ fn damaged_files_are_refused_as_corrupt() {
     ));
 }
 
+/// Counts and sizes declared in the header far beyond the file are refused before anything
+/// is allocated for them.
+#[test]
+fn declared_huge_lengths_are_refused() {
+    let mut cfg = Config::new(60);
+    cfg.embedding_dim = Some(4);
+    let mut a = Archive::new(cfg).unwrap();
+    for step in 0..20u64 {
+        let parent = (step > 0).then_some(Id(step));
+        a.add(
+            &[b"p".as_slice(), b"qq"],
+            &[step as f64, 0.5],
+            Some(&[None, parent]),
+            Some(&[1.0, 0.0, 0.0, 0.5, 0.0, 1.0, 0.0, 0.5]),
+            step,
+        )
+        .unwrap();
+    }
+    a.forget_lineage(Id(10));
+    let good = a.to_bytes();
+    // Header words: 1 embedding_dim, 11 next_id, 12 residents, 13 payload bytes,
+    // 17 lineage floor, 18 pinned lineage records.
+    for word in [1, 11, 12, 13, 17, 18] {
+        for value in [1u64 << 62, 1 << 40, u64::MAX] {
+            let mut bad = good.clone();
+            bad[16 + word * 8..16 + (word + 1) * 8].copy_from_slice(&value.to_le_bytes());
+            for bytes in [bad.clone(), resealed(bad)] {
+                assert!(
+                    matches!(Archive::from_bytes(&bytes), Err(Error::Corrupt(_))),
+                    "word {word} = {value}"
+                );
+            }
+        }
+    }
+}
+
 /// A snapshot over 8 MB (loaded with checksumming on a second thread where there are two
 /// cores): round trip, and the embedding checks done while reading.
 #[test]
@@ -224,8 +263,19 @@ fn older_versions_load_and_continue() {
         let a = Archive::from_bytes(&bytes).unwrap();
         a.check_invariants();
         assert!(!a.is_empty(), "{name}");
-        let again = Archive::from_bytes(&a.to_bytes()).unwrap();
-        assert_eq!(again.to_bytes(), a.to_bytes());
+        if version < 3 {
+            // Written before admission rules: every entry was admitted.
+            assert_eq!(a.stats().rejected, 0, "{name}");
+            assert_eq!(a.config().admission, Admission::Always, "{name}");
+        }
+        let rewritten = a.to_bytes();
+        assert_eq!(
+            rewritten[8..12],
+            5u32.to_le_bytes(),
+            "{name} is rewritten as version 5"
+        );
+        let again = Archive::from_bytes(&rewritten).unwrap();
+        assert_eq!(again.to_bytes(), rewritten);
     }
     for (name, next) in [
         ("softmax_v4.snap", [2, 2, 24, 5, 18, 5]),

@@ -8,9 +8,8 @@ use crate::rng::Rng;
 const CHUNK: usize = 4096;
 
 impl Priorities {
-    /// Draws `k` slots i.i.d. from the sampling law at `step` into `out` (the law does not
-    /// change; the order index sorts the leaves the draws read).
-    pub(crate) fn draw(&mut self, rng: &mut Rng, k: usize, step: u64, out: &mut Vec<u32>) {
+    /// Draws `k` slots i.i.d. from the sampling law at `step` into `out`; reads only.
+    pub(crate) fn draw(&self, rng: &mut Rng, k: usize, step: u64, out: &mut Vec<u32>) {
         let mut left = k;
         while left > 0 {
             let c = left.min(CHUNK);
@@ -21,7 +20,7 @@ impl Priorities {
 
     /// Appends `k` draws to `out`. The random numbers are taken in draw order, then the score
     /// draws are resolved as a batch, their tree walks overlapped.
-    fn draw_chunk(&mut self, rng: &mut Rng, k: usize, step: u64, out: &mut Vec<u32>) {
+    fn draw_chunk(&self, rng: &mut Rng, k: usize, step: u64, out: &mut Vec<u32>) {
         let n = self.len();
         let coef = self.staleness_coef;
         let stale_total = self.stale.total(step, n);

@@ -15,14 +15,15 @@ const LEAVES_AHEAD: usize = 6;
 /// The leaves a batch will visit, in order, prefetched a few ahead of the one being changed.
 /// Routed before the batch changes anything; splits only add leaves after the visited ones,
 /// so the list stays right (and a prefetch is only a hint anyway). Two stages: the header
-/// line first, then, once the header is cached, the lines the change will touch.
+/// line first, then, once the header is cached, the whole leaf (a change moves the entries
+/// after its first key).
 struct Lookahead {
     leaves: Vec<u32>,
     next: usize,
 }
 
 impl Lookahead {
-    fn step(&mut self, leaves: &[Leaf], whole: bool) {
+    fn step(&mut self, leaves: &[Leaf]) {
         if let Some(leaf) = self.leaves.get(self.next + 2 * LEAVES_AHEAD) {
             if let Some(leaf) = leaves.get(*leaf as usize) {
                 prefetch(leaf);
@@ -30,14 +31,7 @@ impl Lookahead {
         }
         if let Some(leaf) = self.leaves.get(self.next + LEAVES_AHEAD) {
             if let Some(leaf) = leaves.get(*leaf as usize) {
-                if whole {
-                    prefetch_range(leaf);
-                } else {
-                    // An append writes at the end of the keys and slots.
-                    let n = leaf.len().min(leaf.keys.len() - 1);
-                    prefetch(&leaf.keys[n]);
-                    prefetch(&leaf.slots[n]);
-                }
+                prefetch_range(leaf);
             }
         }
         self.next += 1;
@@ -133,7 +127,7 @@ impl OrderIndex {
         ahead: &mut Lookahead,
     ) {
         if height == 0 {
-            ahead.step(&self.leaves, false);
+            ahead.step(&self.leaves);
             return self.insert_into_leaf(node, entries, out);
         }
         let parts = self.partition(node, 0, entries.len(), |i| entries[i].key);
@@ -321,7 +315,7 @@ impl OrderIndex {
 
     fn remove_from(&mut self, node: u32, height: usize, keys: &[Key], ahead: &mut Lookahead) {
         if height == 0 {
-            ahead.step(&self.leaves, true);
+            ahead.step(&self.leaves);
             self.leaves[node as usize].remove(keys);
             return;
         }

@@ -5,7 +5,7 @@
 //! Built for batches on trees larger than the caches:
 //! - a batch descends once: sorted keys are split among children by the separators, and the
 //!   leaves it will visit are routed first and prefetched a few ahead of their turn;
-//! - a leaf keeps a sorted prefix and appends insertions unsorted after it (see `leaf.rs`).
+//! - every change leaves each leaf sorted, so reads never sort (see `leaf.rs`).
 //!
 //! Removal is lazy (empty nodes are unlinked, half-empty ones are not merged); the tree is
 //! rebuilt packed once its leaves are on average less than half full, which keeps the
@@ -184,17 +184,14 @@ impl OrderIndex {
         self.at(self.leaf_of_rank(r))
     }
 
-    /// The entries of many ranks, read in the given order, each leaf sorted first: a batch of
-    /// draws reads each leaf once sorted instead of sorting its appended tail per read.
-    pub(crate) fn select_many(&mut self, ranks: &[usize], mut f: impl FnMut(usize, Entry)) {
+    /// The entries of many ranks, read in the given order, each leaf prefetched a few draws
+    /// ahead of its turn.
+    pub(crate) fn select_many(&self, ranks: &[usize], mut f: impl FnMut(usize, Entry)) {
         for (i, &r) in ranks.iter().enumerate() {
             if let Some(&later) = ranks.get(i + crate::prefetch::AHEAD) {
                 self.prefetch_rank(later);
             }
-            let pos = self.leaf_of_rank(r);
-            let leaf = &mut self.leaves[pos.leaf as usize];
-            leaf.normalize();
-            f(i, leaf.nth(pos.index));
+            f(i, self.select(r));
         }
     }
 
@@ -241,7 +238,7 @@ impl OrderIndex {
     /// Calls `f` on entries in ascending order from rank `from` until it returns false.
     pub(crate) fn walk_from(&self, from: usize, f: &mut impl FnMut(Entry) -> bool) {
         if from < self.len {
-            self.walk_node(self.root, self.height, from, f, &mut Vec::new());
+            self.walk_node(self.root, self.height, from, f);
         }
     }
 
@@ -252,12 +249,10 @@ impl OrderIndex {
         height: usize,
         mut skip: usize,
         f: &mut impl FnMut(Entry) -> bool,
-        buf: &mut Vec<Entry>,
     ) -> bool {
         if height == 0 {
-            buf.clear();
-            self.leaves[node as usize].ordered(buf);
-            return buf[skip..].iter().all(|&e| f(e));
+            let leaf = &self.leaves[node as usize];
+            return (skip..leaf.len()).all(|i| f(leaf.nth(i)));
         }
         let inner = &self.inners[node as usize];
         for i in 0..inner.len {
@@ -266,7 +261,7 @@ impl OrderIndex {
                 skip -= c;
                 continue;
             }
-            if !self.walk_node(inner.children[i], height - 1, skip, f, buf) {
+            if !self.walk_node(inner.children[i], height - 1, skip, f) {
                 return false;
             }
             skip = 0;
@@ -318,7 +313,7 @@ impl OrderIndex {
         }
     }
 
-    /// Returns the subtree's count; checks counts, sorted prefixes and key ranges [lo, hi).
+    /// Returns the subtree's count; checks counts, leaf order and key ranges [lo, hi).
     #[cfg(any(test, feature = "check-invariants"))]
     fn check_node(
         &self,
@@ -330,13 +325,9 @@ impl OrderIndex {
     ) -> u32 {
         if height == 0 {
             let leaf = &self.leaves[node as usize];
-            assert!(leaf.sorted <= leaf.len && leaf.len() <= LEAF_CAP);
-            let s = leaf.sorted as usize;
-            assert!(
-                leaf.keys[..s].windows(2).all(|w| w[0] < w[1]),
-                "leaf prefix order"
-            );
-            for k in &leaf.keys[..leaf.len()] {
+            assert!(leaf.len() <= LEAF_CAP);
+            assert!(leaf.keys().windows(2).all(|w| w[0] < w[1]), "leaf order");
+            for k in leaf.keys() {
                 assert!(lo.map_or(true, |lo| *k >= lo) && hi.map_or(true, |hi| *k < hi));
             }
             leaves.push(node);

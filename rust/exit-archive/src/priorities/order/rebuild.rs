@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use super::leaf::{Leaf, LEAF_CAP};
+use super::leaf::Leaf;
 use super::{Child, Entry, Inner, Key, OrderIndex, INNER_FILL, LEAF_FILL, NONE};
 
 /// The entries a rebuild leaves out.
@@ -40,27 +40,14 @@ impl Out {
 
 impl OrderIndex {
     /// Calls `f` with each leaf's keys and slots in ascending order, leaves in chain order.
-    fn for_each_leaf_sorted(&self, mut f: impl FnMut(&[Key], &[u32])) {
-        // An unsorted leaf is read through sorted copies.
-        let (mut sorted_keys, mut sorted_slots) = ([Key::default(); LEAF_CAP], [0u32; LEAF_CAP]);
+    fn for_each_leaf(&self, mut f: impl FnMut(&[Key], &[u32])) {
         let mut leaf = self.root;
         for _ in 0..self.height {
             leaf = self.inners[leaf as usize].children[0];
         }
         while leaf != NONE {
             let l = &self.leaves[leaf as usize];
-            let n = l.len();
-            if l.sorted == l.len {
-                f(&l.keys[..n], &l.slots[..n]);
-            } else {
-                let mut buf = [Entry::default(); LEAF_CAP];
-                l.ordered_into(&mut buf);
-                for (k, e) in buf[..n].iter().enumerate() {
-                    sorted_keys[k] = e.key;
-                    sorted_slots[k] = e.slot;
-                }
-                f(&sorted_keys[..n], &sorted_slots[..n]);
-            }
+            f(l.keys(), l.slots());
             leaf = l.next;
         }
     }
@@ -73,7 +60,7 @@ impl OrderIndex {
         };
         // Next new entry, next removed range or key, rank of the leaf's first entry.
         let (mut a, mut g, mut rank) = (0, 0, 0);
-        self.for_each_leaf_sorted(|keys, slots| {
+        self.for_each_leaf(|keys, slots| {
             let n = keys.len();
             let mut i = 0;
             while i < n {
@@ -143,7 +130,6 @@ impl OrderIndex {
         {
             let leaf = &mut tree.leaves[c];
             leaf.len = k.len() as u32;
-            leaf.sorted = leaf.len;
             leaf.keys[..k.len()].copy_from_slice(k);
             leaf.slots[..k.len()].copy_from_slice(s);
             leaf.prev = if c > 0 { c as u32 - 1 } else { NONE };
