@@ -43,7 +43,7 @@ class EvalSettings:
     """Multi-step self-improvement on the fixed held-out tasks (verl validation, `exit_val/`)."""
 
     tasks: int = 64  # the first `tasks` of the fixed held-out split
-    iterations: int = 4  # K improvement steps after the first answer
+    iterations: int = 3  # K improvement steps after the first answer
     samples: int = 1  # chains per task (avg@n); n > 1 samples at `temperature`
     temperature: float = 0.7  # sampling temperature of the chains when samples > 1
     before_train: bool = True  # evaluate the base model at step 0
@@ -93,7 +93,7 @@ class DemoConfig:
     steps: int = 12
     prompts_per_step: int = 4
     group_size: int = 4  # rollout.n: responses per prompt
-    max_new_tokens: int = 64  # data.max_response_length
+    max_new_tokens: int = 48  # data.max_response_length
     max_prompt_tokens: int = 256  # data.max_prompt_length (ExIt shortens long attempts)
     temperature: float = 1.0  # training rollouts
     learning_rate: float = 2e-4
