@@ -158,3 +158,36 @@ def test_compare_evaluates_a_run_stopped_during_its_final_validation(tmp_path, m
     summary = compare_module.compare(cfg, ["grpo"], 1, tmp_path, progress=False, log=lambda m: None)
     assert evaluated == ["grpo-seed0"]
     assert summary["arms"]["grpo"]["mean"]["mean"][0] == pytest.approx(0.1)
+
+
+def test_report_only_summarizes_finished_runs_and_starts_none(tmp_path, monkeypatch):
+    import exit_verl.demo.train as train
+
+    cfg = load_config(overrides=["steps=3", "eval.iterations=2"])
+
+    def fake_run_demo(run_cfg, run_dir, *, log=print, progress=True):
+        arm = run_cfg.exit["preset"]
+        result = _fake_result(arm, run_cfg.seed, 2, run_cfg.steps, run_cfg.eval.before_train)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_cfg.to_yaml(run_dir / "config.yaml")
+        (run_dir / "eval.json").write_text(json.dumps(result))
+        return result
+
+    def no_job(*args, **kwargs):
+        raise AssertionError("report_only started a job")
+
+    with pytest.raises(ValueError, match="no finished run"):
+        compare_module.compare(
+            cfg, ["grpo"], 2, tmp_path, progress=False, report_only=True, log=lambda m: None
+        )
+    monkeypatch.setattr(train, "run_demo", fake_run_demo)
+    compare_module.compare(cfg, ["grpo", "exit"], 1, tmp_path, progress=False, log=lambda m: None)
+    monkeypatch.setattr(train, "run_demo", no_job)
+    logged: list[str] = []
+    summary = compare_module.compare(
+        cfg, ["grpo", "exit"], 2, tmp_path, progress=False, report_only=True, log=logged.append
+    )
+    assert summary["arms"]["grpo"]["seeds"] == 1 and summary["arms"]["exit"]["seeds"] == 1
+    assert summary["arms"]["base"]["seeds"] == 1
+    assert sum("not finished, left out" in line for line in logged) == 2  # seed 1 of both arms
+    assert "| exit | 1 |" in (tmp_path / "compare.md").read_text()

@@ -53,7 +53,8 @@ def _compare(args: argparse.Namespace) -> None:
 
     arms = parse_arms(args.arms)
     cfg = _settings(args)
-    compare(cfg, arms, args.seeds, Path(args.out), progress=not args.no_progress)
+    out, progress = Path(args.out), not args.no_progress
+    compare(cfg, arms, args.seeds, out, progress=progress, report_only=args.report_only)
 
 
 def _add_settings(parser: argparse.ArgumentParser, default_out: str) -> None:
@@ -99,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(cmp, "runs/compare")
     cmp.add_argument("--arms", default="grpo,improve,exit", help="presets, comma-separated")
     cmp.add_argument("--seeds", type=int, default=3)
+    cmp.add_argument(
+        "--report-only",
+        action="store_true",
+        help="summarize the finished runs in --out without starting any job",
+    )
     cmp.set_defaults(func=_compare)
     return parser
 

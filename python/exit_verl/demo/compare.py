@@ -6,7 +6,9 @@ training tasks, the curriculum's RNG and verl's data order). Every run ends with
 multi-step self-improvement evaluation on the same fixed tasks; the base model is evaluated
 once (by the first run, before it trains). Per arm and improvement step: mean over seeds and
 the half-width of the 95% t-interval. A run folder that already finished is reused, one that
-stopped part-way is resumed from its checkpoint, so an interrupted comparison continues.
+stopped part-way is resumed from its checkpoint, so an interrupted comparison continues;
+`report_only` summarizes the finished runs without starting any job (the table's `n` column
+says how many seeds each arm has).
 
 Outputs in `--out`: `<arm>-seed<s>/` (demo runs), compare.json, compare.md (the table),
 plots/compare.png.
@@ -111,6 +113,7 @@ def compare(
     out: Path,
     *,
     progress: bool = True,
+    report_only: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     from exit_verl.demo.evaluate import base_result, evaluate_run
@@ -135,6 +138,9 @@ def compare(
         run_dir = out / f"{arm}-seed{seed}"
         run_cfg = configs[(arm, seed)]
         result = _finished(run_dir, run_cfg)
+        if result is None and report_only:
+            log(f"== compare {i + 1}/{len(runs)}: {arm}, seed {seed}: not finished, left out")
+            continue
         if result is None:
             log(f"== compare {i + 1}/{len(runs)}: {arm}, seed {seed} -> {run_dir}")
             result = run_demo(run_cfg, run_dir, log=log, progress=progress)
@@ -154,6 +160,8 @@ def compare(
         }
         # Rewritten after every run: an interrupted comparison keeps its finished runs.
         (out / "compare.json").write_text(json.dumps(summary, indent=1))
+    if not summary:
+        raise ValueError(f"{out} holds no finished run of these arms and seeds")
     (out / "plots").mkdir(exist_ok=True)
     plot_compare(summary, out / "plots" / "compare.png")
     from exit_verl.demo.report import compare_table
