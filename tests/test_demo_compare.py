@@ -66,23 +66,32 @@ def _fake_result(arm: str, seed: int, k: int, steps: int, base: bool) -> dict:
     return result
 
 
-def test_compare_runs_each_arm_and_seed_once_through_the_demo(tmp_path, monkeypatch, capsys):
-    import exit_verl.demo.train as train
-
-    cfg = load_config(overrides=["steps=3", "eval.iterations=2", "exit.p_replay=0.4"])
-    calls = []
+def _fake_demo(calls: list | None = None, *, final_validation: bool = True):
+    """A `run_demo` stand-in writing the run folder the way the demo does."""
 
     def fake_run_demo(run_cfg, run_dir, *, log=print, progress=True):
-        calls.append((run_cfg, run_dir.name))
+        if calls is not None:
+            calls.append((run_cfg, run_dir.name))
         arm = run_cfg.exit["preset"]
         result = _fake_result(arm, run_cfg.seed, 2, run_cfg.steps, run_cfg.eval.before_train)
         run_dir.mkdir(parents=True, exist_ok=True)
         run_cfg.to_yaml(run_dir / "config.yaml")
+        if not final_validation:  # trained to the last step; the final validation never logged
+            del result["trained"]
+            return result
         file_view = {k: v for k, v in result.items() if k in ("trained", "base")}
         (run_dir / "eval.json").write_text(json.dumps(file_view))
         return result
 
-    monkeypatch.setattr(train, "run_demo", fake_run_demo)
+    return fake_run_demo
+
+
+def test_compare_runs_each_arm_and_seed_once_through_the_demo(tmp_path, monkeypatch, capsys):
+    import exit_verl.demo.train as train
+
+    cfg = load_config(overrides=["steps=3", "eval.iterations=2", "exit.p_replay=0.4"])
+    calls: list = []
+    monkeypatch.setattr(train, "run_demo", _fake_demo(calls))
     summary = compare_module.compare(
         cfg, ["grpo", "exit"], 3, tmp_path, progress=False, log=lambda m: None
     )
@@ -140,20 +149,13 @@ def test_compare_evaluates_a_run_stopped_during_its_final_validation(tmp_path, m
     cfg = load_config(overrides=["steps=3", "eval.iterations=2"])
     evaluated = []
 
-    def fake_run_demo(run_cfg, run_dir, *, log=print, progress=True):
-        result = _fake_result("grpo", run_cfg.seed, 2, run_cfg.steps, run_cfg.eval.before_train)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        run_cfg.to_yaml(run_dir / "config.yaml")
-        del result["trained"]  # trained to the last step; the final validation never logged
-        return result
-
     def fake_evaluate_run(run_dir, iterations=None, samples=None, *, log=print):
         evaluated.append(run_dir.name)
         result = _fake_result("grpo", 0, 2, 3, True)
         (run_dir / "eval.json").write_text(json.dumps(result))
         return result
 
-    monkeypatch.setattr(train, "run_demo", fake_run_demo)
+    monkeypatch.setattr(train, "run_demo", _fake_demo(final_validation=False))
     monkeypatch.setattr(evaluate, "evaluate_run", fake_evaluate_run)
     summary = compare_module.compare(cfg, ["grpo"], 1, tmp_path, progress=False, log=lambda m: None)
     assert evaluated == ["grpo-seed0"]
@@ -165,14 +167,6 @@ def test_report_only_summarizes_finished_runs_and_starts_none(tmp_path, monkeypa
 
     cfg = load_config(overrides=["steps=3", "eval.iterations=2"])
 
-    def fake_run_demo(run_cfg, run_dir, *, log=print, progress=True):
-        arm = run_cfg.exit["preset"]
-        result = _fake_result(arm, run_cfg.seed, 2, run_cfg.steps, run_cfg.eval.before_train)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        run_cfg.to_yaml(run_dir / "config.yaml")
-        (run_dir / "eval.json").write_text(json.dumps(result))
-        return result
-
     def no_job(*args, **kwargs):
         raise AssertionError("report_only started a job")
 
@@ -180,7 +174,7 @@ def test_report_only_summarizes_finished_runs_and_starts_none(tmp_path, monkeypa
         compare_module.compare(
             cfg, ["grpo"], 2, tmp_path, progress=False, report_only=True, log=lambda m: None
         )
-    monkeypatch.setattr(train, "run_demo", fake_run_demo)
+    monkeypatch.setattr(train, "run_demo", _fake_demo())
     compare_module.compare(cfg, ["grpo", "exit"], 1, tmp_path, progress=False, log=lambda m: None)
     monkeypatch.setattr(train, "run_demo", no_job)
     logged: list[str] = []
