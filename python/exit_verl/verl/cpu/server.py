@@ -38,7 +38,7 @@ logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 # How long the server waits for more requests before it starts a batch: the agent loop sends
 # a step's requests one by one, tens of milliseconds apart (64 validation prompts take over a
-# second), and a batch split in two costs a second pass of decoding (about 40% more time).
+# second), and a batch split in two decodes twice (e.g. 46 + 18 requests: 74.8 s + 46.0 s).
 GATHER_SECONDS = 0.2
 MAX_GATHER_SECONDS = 5.0
 
