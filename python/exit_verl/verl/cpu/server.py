@@ -264,7 +264,7 @@ class TransformersServer:
         return batch
 
     async def _serve(self) -> None:
-        from exit_verl.verl.cpu.generation import generate_batch
+        from exit_verl.verl.cpu.decoding import generate_batch
 
         while True:
             await self._arrived.wait()
