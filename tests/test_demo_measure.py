@@ -31,11 +31,24 @@ def test_peak_memory_includes_child_processes(tmp_path) -> None:
         log_path=tmp_path / "log.txt",
         timeout=60,
         interval=0.2,
+        pss_every=2,
     )
     assert measured.returncode == 0 and not measured.timed_out
     assert measured.peak_rss_bytes >= 300 << 20
     assert measured.peak_pss_bytes >= 290 << 20
     assert measured.peak_processes >= 2
+
+
+def test_pss_is_read_only_every_pss_every_samples(tmp_path) -> None:
+    measured = run_measured(  # PSS read once, at the start, before the child allocates
+        [sys.executable, "-c", CHILD_HOLDS_300MB],
+        log_path=tmp_path / "log.txt",
+        timeout=60,
+        interval=0.2,
+        pss_every=10**6,
+    )
+    assert measured.peak_rss_bytes >= 300 << 20
+    assert measured.peak_pss_bytes < 300 << 20
 
 
 def test_timeout_kills_the_whole_tree(tmp_path) -> None:

@@ -286,3 +286,58 @@ def test_multistep_validation_runs_through_verls_validate(data, tmp_path) -> Non
         assert m["exit_val/missing@0"] == m["exit_val/missing@2"] == samples  # no output
         assert m["exit_val/chains"] == samples * len(tasks)
         assert "val-core/openai/gsm8k/acc/mean@1" in m  # verl's own validation still runs
+
+
+def test_step_zero_is_verls_regular_validation_when_they_agree(data, tmp_path) -> None:
+    samples = 2  # = val_kwargs.n: the regular validation generates exactly step 0
+    run = harness.fit(
+        compose(
+            data,
+            tmp_path,
+            "+exit.val_iterations=2",
+            f"+exit.val_samples={samples}",
+            f"actor_rollout_ref.rollout.val_kwargs.n={samples}",
+            "actor_rollout_ref.rollout.val_kwargs.do_sample=True",
+            "actor_rollout_ref.rollout.val_kwargs.temperature=1.0",
+            "trainer.val_before_train=True",
+            "trainer.test_freq=2",
+            "trainer.total_training_steps=2",
+        ),
+        tmp_path / "m.jsonl",
+        dp=DP,
+    )
+    tasks = []
+    for row in data["val_rows"]:
+        text = row["question"][-1]["content"]
+        a, b = (int(x) for x in harness.QUESTION.search(text).groups())
+        tasks.append((a, b, text))
+
+    # Step 0 is one verl validation with `samples` sessions per task; session s of a [fail]
+    # prompt fails when s == 1, every session of a [fail-all] one.
+    def failed(text: str, session: int) -> bool:
+        return harness.FAIL_ALL_MARK in text or (harness.FAIL_MARK in text and session == 1)
+
+    first = [
+        0.0 if failed(text, s) else float(a % 4 == 3 or (a + b + s) % 3 != 0)
+        for a, b, text in tasks
+        for s in range(samples)
+    ]
+    later = [0.0 if harness.FAIL_ALL_MARK in text else 1.0 for _, _, text in tasks]
+    validations = [m for m in step_metrics(run).items() if "exit_val/mean@0" in m[1]]
+    assert [step for step, _ in validations] == [0, 2]
+    for _, m in validations:
+        assert m["exit_val/mean@0"] == pytest.approx(np.mean(first))
+        assert m["exit_val/mean@1"] == m["exit_val/mean@2"] == pytest.approx(np.mean(later))
+        assert m["exit_val/missing@0"] == samples + 1
+        assert m["exit_val/chains"] == samples * len(tasks)
+        assert "val-core/openai/gsm8k/acc/mean@2" in m  # verl's metrics of the same generations
+    # Each validation asked for each task's base prompt `samples` times, not twice that.
+    pairs = {(a, b) for a, b, _ in tasks}
+    base_asks = 0
+    for ids in run.llm.prompts:
+        prompt = run.llm.tokenizer.decode(ids)
+        found = harness.QUESTION.findall(prompt)
+        base = "We add" not in prompt and "Current response" not in prompt
+        if found and base and tuple(map(int, found[-1])) in pairs:
+            base_asks += 1
+    assert base_asks == len(validations) * samples * len(tasks)

@@ -310,20 +310,20 @@ class ExItTrainerBase:
     # -- validation ---------------------------------------------------------------------------
 
     def _validate(self) -> dict[str, float]:
-        metrics = super()._validate()
         options = self.exit_settings.options
-        if self._capture is None and options.val_iterations > 0:
-            metrics.update(multistep_validation(self, options))
-        return metrics
+        if self._capture is not None or options.val_iterations <= 0:
+            return super()._validate()
+        return multistep_validation(self, options, regular=super()._validate)
 
     def _maybe_log_val_generations(self, inputs, outputs, scores):
         if self._capture is not None:
             self._capture.outputs = list(outputs)
-            return None
+            if not self._capture.passthrough:
+                return None
         return super()._maybe_log_val_generations(inputs, outputs, scores)
 
     def _dump_generations(self, *args, **kwargs):
-        if self._capture is not None:
+        if self._capture is not None and not self._capture.passthrough:
             return None  # verl's dump file of this step holds the regular validation
         return super()._dump_generations(*args, **kwargs)
 
@@ -334,7 +334,8 @@ class ExItTrainerBase:
             self._capture.turns = reward_extra_infos_dict.get(TURNS_KEY)
             notes = reward_extra_infos_dict.get(FEEDBACK_KEY) or [None] * len(sample_uids)
             self._capture.feedback = [n if isinstance(n, str) and n else None for n in notes]
-            return {}
+            if not self._capture.passthrough:
+                return {}
         return super()._val_metrics_update(
             data_sources, sample_uids, reward_extra_infos_dict, *args, **kw
         )

@@ -10,6 +10,11 @@ the trainer's capture hooks collecting each sample's uid, text, reward and rewar
 chain whose agent loop produced no output counts as an empty answer with reward 0
 (`exit_val/missing@t`). Logged under `exit_val/`.
 
+Step 0 is verl's regular validation itself when the two ask for the same generations (every
+validation row is a task, its prompt is step 0's, `val_samples` equals `val_kwargs.n`): verl
+then validates the rows in dataset order and its metrics, logs and dumps are unchanged, and the
+captured answers start the chains, so step 0 is not generated twice.
+
 Tool-use chains (rows whose agent loop records structured turns, `exit_verl.verl.rows.TURNS_KEY`)
 iterate per user turn: an answer is a whole episode, and step t replays the task from its first
 turn, showing before the policy's response to each user turn its step t − 1 attempt at that turn
@@ -22,12 +27,13 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from exit_verl.evaluation import evaluate_self_improvement
 from exit_verl.history import turns_from_json
-from exit_verl.prompts import render_messages
+from exit_verl.prompts import base_messages, render_messages
 from exit_verl.tool_prompts import instruction, turn_messages
 from exit_verl.verl.controller import base_tasks_from_dataset
 
@@ -41,6 +47,7 @@ class ValidationCapture:
     scores: list[float] = field(default_factory=list)
     turns: list[str | None] | None = None  # structured episodes (TURNS_KEY), when recorded
     feedback: list[str | None] = field(default_factory=list)
+    passthrough: bool = False  # verl's own logging and metrics run too (the regular validation)
 
 
 class _ChainGenerator:
@@ -49,7 +56,10 @@ class _ChainGenerator:
 
     def __init__(self, trainer: Any, tasks: list[dict[str, Any]], samples: int) -> None:
         self.trainer = trainer
+        self.tasks, self.samples = tasks, samples
         self.chains = [task for task in tasks for _ in range(samples)]
+        self._first_step: tuple[dict[str, list[int]], ValidationCapture] | None = None
+        self._batch_dicts: list[dict[str, Any]] = []
         self.answers: list[str] | None = None
         self.feedback_of: list[str | None] = [None] * len(self.chains)
         self.scores: list[float] = []
@@ -88,9 +98,66 @@ class _ChainGenerator:
         )
         return fitted.messages
 
-    def generate(self, prompts: list[list[dict[str, Any]]]) -> list[str]:
+    def _rows_prompt_step_zero(self) -> bool:
+        """Whether every task's dataset row prompts exactly what step 0 asks."""
+        dataset = self.trainer.val_dataset
+        templates = self.trainer.exit.curriculum.templates
+        return all(
+            list(dataset[task["row"]]["raw_prompt"]) == base_messages(task["prompt"], templates)
+            for task in self.tasks
+        )
+
+    def regular_validation_as_step_zero(self, regular: Callable[[], dict]) -> dict[str, float]:
+        """Runs verl's regular validation (`regular`); when it generates exactly step 0, over
+        rows in dataset order, keeps its answers as step 0 of the chains."""
+        trainer = self.trainer
+        rollout_n = int(trainer.config.actor_rollout_ref.rollout.val_kwargs.n)
+        if (
+            rollout_n != self.samples
+            or len(self.tasks) != len(trainer.val_dataset)
+            or not self._rows_prompt_step_zero()
+        ):
+            return regular()
+        items = []
+        for task in self.tasks:
+            item = copy.deepcopy(trainer.val_dataset[task["row"]])
+            item["__rollout_n__"] = self.samples
+            items.append(item)
+        size = getattr(trainer.val_dataloader, "batch_size", None) or len(items)
+        capture = ValidationCapture(passthrough=True)
+        metrics = self._validate(
+            [items[i : i + size] for i in range(0, len(items), size)], capture, regular
+        )
+        chains_of = [range(t * self.samples, (t + 1) * self.samples) for t in range(len(items))]
+        self._first_step = (self._uids_to_chains(chains_of), capture)
+        return metrics
+
+    def _validate(
+        self,
+        batches: list[list[dict[str, Any]]],
+        capture: ValidationCapture,
+        validate: Callable[[], dict],
+    ) -> dict[str, float]:
         from verl.utils.dataset.rl_dataset import collate_fn
 
+        self._batch_dicts = [collate_fn(items) for items in batches]
+        saved_loader = self.trainer.val_dataloader
+        self.trainer._capture, self.trainer.val_dataloader = capture, self._batch_dicts
+        try:
+            return validate()  # verl's, through the capture hooks
+        finally:
+            self.trainer._capture, self.trainer.val_dataloader = None, saved_loader
+
+    def _uids_to_chains(self, chains_of: list[range]) -> dict[str, list[int]]:
+        """verl assigned a uid to each row of the batch dicts it iterated over."""
+        uids = [str(uid) for batch in self._batch_dicts for uid in batch["uid"]]
+        return {uid: list(chains) for uid, chains in zip(uids, chains_of, strict=True)}
+
+    def generate(self, prompts: list[list[dict[str, Any]]]) -> list[str]:
+        if self.answers is None and self._first_step is not None:
+            chain_of, capture = self._first_step
+            self._first_step = None
+            return self._absorb(len(prompts), chain_of, capture)
         dataset = self.trainer.val_dataset
         items = []
         for chain, prompt in enumerate(prompts):
@@ -103,31 +170,34 @@ class _ChainGenerator:
                 item["raw_prompt"] = self._fit(chain, prompt)
             item["__rollout_n__"] = 1
             items.append(item)
-        batch_dict = collate_fn(items)
         capture = ValidationCapture()
-        saved_loader = self.trainer.val_dataloader
-        self.trainer._capture, self.trainer.val_dataloader = capture, [batch_dict]
-        try:
-            self.trainer._validate()  # verl's, through the capture hooks
-        finally:
-            self.trainer._capture, self.trainer.val_dataloader = None, saved_loader
-        # verl assigned each chain's uid into the batch dict it iterated over.
-        chain_of = {str(uid): i for i, uid in enumerate(batch_dict["uid"])}
-        answers = [""] * len(prompts)
-        scores = [0.0] * len(prompts)
-        notes: list[str | None] = [None] * len(prompts)
+        self._validate([items], capture, self.trainer._validate)
+        chain_of = self._uids_to_chains([range(i, i + 1) for i in range(len(items))])
+        return self._absorb(len(prompts), chain_of, capture)
+
+    def _absorb(
+        self, n_chains: int, chains_of: dict[str, list[int]], capture: ValidationCapture
+    ) -> list[str]:
+        """The captured samples as the chains' answers (a uid's samples fill its chains in
+        order), their scores and feedback queued for `reward` / `feedback`."""
+        answers = [""] * n_chains
+        scores = [0.0] * n_chains
+        notes: list[str | None] = [None] * n_chains
         seen = set()
         turns = capture.turns or [None] * len(capture.uids)
         if any(t is not None for t in turns):
             self.structured = True
         notes_of = capture.feedback or [None] * len(capture.uids)
+        free = {uid: list(chains) for uid, chains in chains_of.items()}
         captured = zip(capture.uids, capture.outputs, capture.scores, turns, notes_of, strict=True)
         for uid, text, score, episode, note in captured:
-            chain = chain_of[uid]
+            if not free.get(uid):
+                continue  # a sample verl reported beyond the row's count
+            chain = free[uid].pop(0)
             answers[chain] = episode if self.structured else text
             scores[chain], notes[chain] = score, note
             seen.add(chain)
-        self.missing.append(len(prompts) - len(seen))
+        self.missing.append(n_chains - len(seen))
         self.answers = answers
         self.feedback_of = notes
         self._pending_scores = list(scores)
@@ -143,10 +213,15 @@ class _ChainGenerator:
         return self._pending_feedback.pop(0)
 
 
-def multistep_validation(trainer: Any, options: Any) -> dict[str, float]:
+def multistep_validation(
+    trainer: Any, options: Any, regular: Callable[[], dict]
+) -> dict[str, float]:
+    """verl's regular validation (`regular`, its metrics returned as they are) followed by
+    multi-step self-improvement, whose step 0 is the regular validation where it can be."""
     prompt_key = trainer.config.data.get("prompt_key", "prompt")
     tasks = base_tasks_from_dataset(trainer.val_dataset, prompt_key)[: options.val_max_tasks]
     chains = _ChainGenerator(trainer, tasks, options.val_samples)
+    metrics = dict(chains.regular_validation_as_step_zero(regular))
     result = evaluate_self_improvement(
         chains.generate,
         chains.reward,
@@ -156,7 +231,6 @@ def multistep_validation(trainer: Any, options: Any) -> dict[str, float]:
         templates=trainer.exit.curriculum.templates,
         feedback=chains.feedback,
     )
-    metrics: dict[str, float] = {}
     for name in ("mean", "accuracy", "best_so_far", "net_corrections"):
         for t, value in enumerate(result.get(name, [])):
             metrics[f"exit_val/{name}@{t}"] = float(value)
