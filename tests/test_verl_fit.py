@@ -252,8 +252,9 @@ def test_embedding_time_is_reported_per_step(data, tmp_path) -> None:
         assert m["exit/embed_texts"] in (samples, samples + 1)
 
 
-def test_multistep_validation_runs_through_verls_validate(data, tmp_path) -> None:
-    samples = 2
+def _validated_run(data, tmp_path, samples: int, *overrides: str) -> tuple[harness.Run, list]:
+    """A 2-step fit validating before training and at step 2 with K = 2, `samples` chains per
+    task; returns the run and its validations as (step, metrics)."""
     run = harness.fit(
         compose(
             data,
@@ -264,22 +265,34 @@ def test_multistep_validation_runs_through_verls_validate(data, tmp_path) -> Non
             "trainer.val_before_train=True",
             "trainer.test_freq=2",
             "trainer.total_training_steps=2",
+            *overrides,
         ),
         tmp_path / "m.jsonl",
         dp=DP,
     )
-    # The scripted LLM answers a base prompt right iff a % 4 == 3 or (a + b) % 3 != 0 (each
-    # chain is its own one-sample prompt, session 0), every improve prompt right, and nothing
-    # for the [fail-all] task.
+    validations = [m for m in step_metrics(run).items() if "exit_val/mean@0" in m[1]]
+    assert [step for step, _ in validations] == [0, 2]
+    return run, validations
+
+
+def _val_tasks(data) -> list[tuple[int, int, str]]:
     tasks = []
     for row in data["val_rows"]:
         text = row["question"][-1]["content"]
         a, b = (int(x) for x in harness.QUESTION.search(text).groups())
-        tasks.append((a, b, harness.FAIL_ALL_MARK in text))
+        tasks.append((a, b, text))
+    return tasks
+
+
+def test_multistep_validation_runs_through_verls_validate(data, tmp_path) -> None:
+    samples = 2
+    _, validations = _validated_run(data, tmp_path, samples)
+    # The scripted LLM answers a base prompt right iff a % 4 == 3 or (a + b) % 3 != 0 (each
+    # chain is its own one-sample prompt, session 0), every improve prompt right, and nothing
+    # for the [fail-all] task.
+    tasks = [(a, b, harness.FAIL_ALL_MARK in text) for a, b, text in _val_tasks(data)]
     first = [0.0 if fail else float(a % 4 == 3 or (a + b) % 3 != 0) for a, b, fail in tasks]
     later = [0.0 if fail else 1.0 for _, _, fail in tasks]
-    validations = [m for m in step_metrics(run).items() if "exit_val/mean@0" in m[1]]
-    assert [step for step, _ in validations] == [0, 2]
     for _, m in validations:
         assert m["exit_val/mean@0"] == pytest.approx(np.mean(first))
         assert m["exit_val/mean@1"] == m["exit_val/mean@2"] == pytest.approx(np.mean(later))
@@ -290,27 +303,14 @@ def test_multistep_validation_runs_through_verls_validate(data, tmp_path) -> Non
 
 def test_step_zero_is_verls_regular_validation_when_they_agree(data, tmp_path) -> None:
     samples = 2  # = val_kwargs.n: the regular validation generates exactly step 0
-    run = harness.fit(
-        compose(
-            data,
-            tmp_path,
-            "+exit.val_iterations=2",
-            f"+exit.val_samples={samples}",
-            f"actor_rollout_ref.rollout.val_kwargs.n={samples}",
-            "actor_rollout_ref.rollout.val_kwargs.do_sample=True",
-            "actor_rollout_ref.rollout.val_kwargs.temperature=1.0",
-            "trainer.val_before_train=True",
-            "trainer.test_freq=2",
-            "trainer.total_training_steps=2",
-        ),
-        tmp_path / "m.jsonl",
-        dp=DP,
+    run, validations = _validated_run(
+        data,
+        tmp_path,
+        samples,
+        f"actor_rollout_ref.rollout.val_kwargs.n={samples}",
+        "actor_rollout_ref.rollout.val_kwargs.do_sample=True",
     )
-    tasks = []
-    for row in data["val_rows"]:
-        text = row["question"][-1]["content"]
-        a, b = (int(x) for x in harness.QUESTION.search(text).groups())
-        tasks.append((a, b, text))
+    tasks = _val_tasks(data)
 
     # Step 0 is one verl validation with `samples` sessions per task; session s of a [fail]
     # prompt fails when s == 1, every session of a [fail-all] one.
@@ -323,8 +323,6 @@ def test_step_zero_is_verls_regular_validation_when_they_agree(data, tmp_path) -
         for s in range(samples)
     ]
     later = [0.0 if harness.FAIL_ALL_MARK in text else 1.0 for _, _, text in tasks]
-    validations = [m for m in step_metrics(run).items() if "exit_val/mean@0" in m[1]]
-    assert [step for step, _ in validations] == [0, 2]
     for _, m in validations:
         assert m["exit_val/mean@0"] == pytest.approx(np.mean(first))
         assert m["exit_val/mean@1"] == m["exit_val/mean@2"] == pytest.approx(np.mean(later))
