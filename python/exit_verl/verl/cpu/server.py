@@ -1,6 +1,6 @@
 """The rollout server of the `transformers` backend (a Ray actor per replica): answers the
-agent loop's token-in/token-out `generate` calls with `model.generate`. Requests that arrive
-together are batched (same sampling settings, left padding) and generated in a worker thread,
+agent loop's token-in/token-out `generate` calls (`decoding.generate_batch`). Requests that
+arrive together are batched (same sampling settings) and generated in a worker thread,
 so the actor keeps accepting requests; the trainer pushes weights (or a LoRA adapter) into it.
 
 verl's async modes pause generation around the update (`abort_all_requests`, later
