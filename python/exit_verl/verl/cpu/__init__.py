@@ -4,7 +4,8 @@ Switch: `VERL_PLATFORM=cpu` in the environment of the process that starts verl. 
 `verl.plugins` entry point (`exit_verl.verl.cpu.plugin`) then registers, in every verl process:
 a `cpu` platform (torch.device("cpu"), gloo, a `verl_cpu` Ray resource instead of GPUs), verl's
 FSDP engines for the cpu device, and a `transformers` rollout backend whose server generates with
-a `transformers` model (`decoding.py`) and receives the actor's weights (or LoRA adapter) after every update.
+a `transformers` model (`decoding.py`) and receives the actor's weights (or LoRA adapter) after
+every update.
 
 `cpu_overrides()` is the matching set of verl config overrides (fp32, sdpa, no flash-attn
 padding removal, small worker counts, the Ray resources); add the model, data, algorithm and
