@@ -14,6 +14,7 @@ need("matplotlib")
 
 from exit_verl.demo import compare as compare_module  # noqa: E402
 from exit_verl.demo.config import load_config  # noqa: E402
+from exit_verl.demo.train import eval_settings  # noqa: E402
 
 # t quantile 0.975 with 2 degrees of freedom (tables): 4.302653
 T_2DF = 4.302652729911275
@@ -79,7 +80,10 @@ def _fake_demo(calls: list | None = None, *, final_validation: bool = True):
         if not final_validation:  # trained to the last step; the final validation never logged
             del result["trained"]
             return result
-        file_view = {k: v for k, v in result.items() if k in ("trained", "base")}
+        file_view = {
+            **eval_settings(run_cfg),
+            **{k: v for k, v in result.items() if k in ("trained", "base")},
+        }
         (run_dir / "eval.json").write_text(json.dumps(file_view))
         return result
 
@@ -160,6 +164,36 @@ def test_compare_evaluates_a_run_stopped_during_its_final_validation(tmp_path, m
     summary = compare_module.compare(cfg, ["grpo"], 1, tmp_path, progress=False, log=lambda m: None)
     assert evaluated == ["grpo-seed0"]
     assert summary["arms"]["grpo"]["mean"]["mean"][0] == pytest.approx(0.1)
+
+
+def test_a_run_evaluated_with_other_settings_is_refused_before_any_job(tmp_path, monkeypatch):
+    import exit_verl.demo.train as train
+
+    cfg = load_config(overrides=["steps=3", "eval.iterations=2"])
+    monkeypatch.setattr(train, "run_demo", _fake_demo())
+    compare_module.compare(cfg, ["grpo", "exit"], 1, tmp_path, progress=False, log=lambda m: None)
+    summary = (tmp_path / "compare.json").read_text()
+    # `exit-verl eval --samples 4` on one run: its eval.json now holds a sampled evaluation.
+    path = tmp_path / "exit-seed0" / "eval.json"
+    sampled = {**json.loads(path.read_text()), "samples": 4, "temperature": 0.7}
+    path.write_text(json.dumps(sampled))
+
+    def no_job(*args, **kwargs):
+        raise AssertionError("a job started")
+
+    monkeypatch.setattr(train, "run_demo", no_job)
+    for report_only in (False, True):
+        with pytest.raises(ValueError, match=r"exit-seed0.*samples=4 \(comparison: 1\)"):
+            compare_module.compare(
+                cfg,
+                ["grpo", "exit"],
+                1,
+                tmp_path,
+                progress=False,
+                report_only=report_only,
+                log=lambda m: None,
+            )
+    assert (tmp_path / "compare.json").read_text() == summary
 
 
 def test_report_only_summarizes_finished_runs_and_starts_none(tmp_path, monkeypatch):

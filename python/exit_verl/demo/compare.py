@@ -91,6 +91,32 @@ def _finished(run_dir: Path, cfg: DemoConfig) -> dict[str, Any] | None:
     return result if trained and trained.get("step") == cfg.steps else None
 
 
+def _check_same_evaluation(run_dir: Path, cfg: DemoConfig) -> None:
+    """A finished run re-evaluated with other settings (`exit-verl eval --samples 4`, say)
+    would enter the table under the comparison's settings: refuse it instead."""
+    from exit_verl.demo.train import eval_settings
+
+    path = run_dir / "eval.json"
+    if not path.is_file():
+        return
+    result = json.loads(path.read_text())
+    if not result.get("trained"):
+        return
+    differ = {
+        key: (result.get(key), wanted)
+        for key, wanted in eval_settings(cfg).items()
+        if result.get(key) != wanted
+    }
+    if differ:
+        found = ", ".join(
+            f"{key}={old!r} (comparison: {new!r})" for key, (old, new) in differ.items()
+        )
+        raise ValueError(
+            f"{path} holds an evaluation with other settings: {found}; evaluate the run again "
+            "with the comparison's settings (exit-verl eval --run ...) or use a new --out"
+        )
+
+
 def _check_same_settings(run_dir: Path, cfg: DemoConfig) -> None:
     from omegaconf import OmegaConf
 
@@ -130,6 +156,7 @@ def compare(
     }
     for (arm, seed), run_cfg in configs.items():  # refuse a mixed-up folder before any job
         _check_same_settings(out / f"{arm}-seed{seed}", run_cfg)
+        _check_same_evaluation(out / f"{arm}-seed{seed}", run_cfg)
     out.mkdir(parents=True, exist_ok=True)
     per_seed: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
     base: dict[str, Any] | None = None
