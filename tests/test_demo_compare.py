@@ -13,6 +13,7 @@ need("scipy")
 need("matplotlib")
 
 from exit_verl.demo import compare as compare_module  # noqa: E402
+from exit_verl.demo import eval_file  # noqa: E402
 from exit_verl.demo.config import load_config  # noqa: E402
 from exit_verl.demo.train import eval_settings  # noqa: E402
 
@@ -80,12 +81,9 @@ def _fake_demo(calls: list | None = None, *, final_validation: bool = True):
         if not final_validation:  # trained to the last step; the final validation never logged
             del result["trained"]
             return result
-        file_view = {
-            **eval_settings(run_cfg),
-            **{k: v for k, v in result.items() if k in ("trained", "base")},
-        }
-        (run_dir / "eval.json").write_text(json.dumps(file_view))
-        return result
+        results = {k: v for k, v in result.items() if k in eval_file.RESULTS}
+        training = {"max_training_depth": result["max_training_depth"]}
+        return eval_file.record(run_dir, eval_settings(run_cfg), results, training)
 
     return fake_run_demo
 
@@ -166,34 +164,60 @@ def test_compare_evaluates_a_run_stopped_during_its_final_validation(tmp_path, m
     assert summary["arms"]["grpo"]["mean"]["mean"][0] == pytest.approx(0.1)
 
 
-def test_a_run_evaluated_with_other_settings_is_refused_before_any_job(tmp_path, monkeypatch):
+def test_a_run_evaluated_again_with_other_settings_keeps_its_place_in_the_comparison(
+    tmp_path, monkeypatch
+):
     import exit_verl.demo.train as train
 
     cfg = load_config(overrides=["steps=3", "eval.iterations=2"])
     monkeypatch.setattr(train, "run_demo", _fake_demo())
     compare_module.compare(cfg, ["grpo", "exit"], 1, tmp_path, progress=False, log=lambda m: None)
     summary = (tmp_path / "compare.json").read_text()
-    # `exit-verl eval --samples 4` on one run: its eval.json now holds a sampled evaluation.
-    path = tmp_path / "exit-seed0" / "eval.json"
-    sampled = {**json.loads(path.read_text()), "samples": 4, "temperature": 0.7}
-    path.write_text(json.dumps(sampled))
+    # `exit-verl eval --samples 4` on one run: eval.json's latest evaluation is a sampled one.
+    run_dir = tmp_path / "exit-seed0"
+    greedy = eval_file.read(run_dir)
+    sampled_settings = {**eval_settings(cfg), "samples": 4, "temperature": 0.7}
+    sampled = {**greedy["trained"], "accuracy": [0.9, 0.9, 0.9]}
+    doc = eval_file.record(run_dir, sampled_settings, {"trained": sampled})
+    assert doc["samples"] == 4 and doc["trained"] == sampled
+    assert len(doc["evaluations"]) == 2
 
     def no_job(*args, **kwargs):
         raise AssertionError("a job started")
 
     monkeypatch.setattr(train, "run_demo", no_job)
     for report_only in (False, True):
-        with pytest.raises(ValueError, match=r"exit-seed0.*samples=4 \(comparison: 1\)"):
-            compare_module.compare(
-                cfg,
-                ["grpo", "exit"],
-                1,
-                tmp_path,
-                progress=False,
-                report_only=report_only,
-                log=lambda m: None,
-            )
-    assert (tmp_path / "compare.json").read_text() == summary
+        compare_module.compare(
+            cfg,
+            ["grpo", "exit"],
+            1,
+            tmp_path,
+            progress=False,
+            report_only=report_only,
+            log=lambda m: None,
+        )
+        # the greedy evaluation enters the table, not the sampled one
+        assert (tmp_path / "compare.json").read_text() == summary
+    assert eval_file.read(run_dir)["trained"] == sampled  # nothing rewritten
+
+
+def test_a_file_without_the_comparisons_evaluation_is_evaluated_again(tmp_path, monkeypatch):
+    import exit_verl.demo.train as train
+
+    cfg = load_config(overrides=["steps=3", "eval.iterations=2"])
+    monkeypatch.setattr(train, "run_demo", _fake_demo())
+    compare_module.compare(cfg, ["grpo", "exit"], 1, tmp_path, progress=False, log=lambda m: None)
+    # eval.json as written before it kept several evaluations: one sampled evaluation, top level
+    path = tmp_path / "exit-seed0" / "eval.json"
+    old = json.loads(path.read_text())
+    sampled = {k: v for k, v in old.items() if k != "evaluations"}
+    path.write_text(json.dumps({**sampled, "samples": 4, "temperature": 0.7}))
+    calls: list = []
+    monkeypatch.setattr(train, "run_demo", _fake_demo(calls))
+    compare_module.compare(cfg, ["grpo", "exit"], 1, tmp_path, progress=False, log=lambda m: None)
+    assert [name for _, name in calls] == ["exit-seed0"]  # the demo rewrites it (no training)
+    doc = json.loads(path.read_text())
+    assert [e["samples"] for e in doc["evaluations"]] == [4, 1]  # the sampled one is kept
 
 
 def test_report_only_summarizes_finished_runs_and_starts_none(tmp_path, monkeypatch):

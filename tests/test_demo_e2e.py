@@ -150,6 +150,7 @@ def test_eval_reuses_the_base_result_and_validates_the_checkpoint(run) -> None:
     main(["eval", "--run", str(run)])
     after = json.loads((run / "eval.json").read_text())
     assert after["base"] == before["base"]  # same settings: the base model is not rerun
+    assert len(after["evaluations"]) == 1  # and the evaluation replaced its own
     assert after["trained"]["step"] == 4 and len(after["trained"]["mean"]) == 3
     assert all(0.0 <= v <= 1.0 for v in after["trained"]["mean"])
     jobs = [json.loads(line) for line in (run / "jobs.jsonl").read_text().splitlines()]

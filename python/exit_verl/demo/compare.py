@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from exit_verl.demo import eval_file
 from exit_verl.demo.config import DemoConfig
 
 SERIES = ("mean", "accuracy", "best_so_far", "net_corrections")
@@ -83,38 +84,14 @@ def summarize(per_seed: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def _finished(run_dir: Path, cfg: DemoConfig) -> dict[str, Any] | None:
-    path = run_dir / "eval.json"
-    if not path.is_file():
-        return None
-    result = json.loads(path.read_text())
-    trained = result.get("trained")
-    return result if trained and trained.get("step") == cfg.steps else None
-
-
-def _check_same_evaluation(run_dir: Path, cfg: DemoConfig) -> None:
-    """A finished run re-evaluated with other settings (`exit-verl eval --samples 4`, say)
-    would enter the table under the comparison's settings: refuse it instead."""
+    """The run's evaluation under the comparison's settings, if it is of the last step."""
     from exit_verl.demo.train import eval_settings
 
-    path = run_dir / "eval.json"
-    if not path.is_file():
-        return
-    result = json.loads(path.read_text())
-    if not result.get("trained"):
-        return
-    differ = {
-        key: (result.get(key), wanted)
-        for key, wanted in eval_settings(cfg).items()
-        if result.get(key) != wanted
-    }
-    if differ:
-        found = ", ".join(
-            f"{key}={old!r} (comparison: {new!r})" for key, (old, new) in differ.items()
-        )
-        raise ValueError(
-            f"{path} holds an evaluation with other settings: {found}; evaluate the run again "
-            "with the comparison's settings (exit-verl eval --run ...) or use a new --out"
-        )
+    doc = eval_file.read(run_dir)
+    entry = eval_file.find(doc, eval_settings(cfg))
+    if not entry or (entry.get("trained") or {}).get("step") != cfg.steps:
+        return None
+    return {**{k: doc[k] for k in eval_file.TRAINING if k in doc}, **entry}
 
 
 def _check_same_settings(run_dir: Path, cfg: DemoConfig) -> None:
@@ -156,7 +133,6 @@ def compare(
     }
     for (arm, seed), run_cfg in configs.items():  # refuse a mixed-up folder before any job
         _check_same_settings(out / f"{arm}-seed{seed}", run_cfg)
-        _check_same_evaluation(out / f"{arm}-seed{seed}", run_cfg)
     out.mkdir(parents=True, exist_ok=True)
     per_seed: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
     base: dict[str, Any] | None = None
@@ -170,9 +146,9 @@ def compare(
             continue
         if result is None:
             log(f"== compare {i + 1}/{len(runs)}: {arm}, seed {seed} -> {run_dir}")
-            result = run_demo(run_cfg, run_dir, log=log, progress=progress)
-            if "trained" not in result:  # trained, but stopped during its final validation
-                result = evaluate_run(run_dir, log=log)
+            run_demo(run_cfg, run_dir, log=log, progress=progress)
+            # None: trained, but stopped during its final validation
+            result = _finished(run_dir, run_cfg) or evaluate_run(run_dir, log=log)
         else:
             log(f"== compare {i + 1}/{len(runs)}: {arm}, seed {seed}: finished earlier, reused")
         if i == 0:

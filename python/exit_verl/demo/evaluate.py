@@ -4,23 +4,24 @@ The same code path as the evaluation during training: verl's `trainer.val_only=t
 trainer mode "exit" with `+exit.val_iterations=K` and `+exit.val_samples=n`, resumed from the
 run's latest checkpoint (the trained policy, archive state included) or not resumed at all
 (the base model). The base model is re-evaluated only when eval.json has no base result with
-the same settings (it does not depend on the run).
+the same settings (it does not depend on the run). The result becomes eval.json's latest
+evaluation; evaluations with other settings stay in the file (`eval_file`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from exit_verl.demo import eval_file
 from exit_verl.demo import metrics as run_metrics
 from exit_verl.demo.command import eval_command, model_path
 from exit_verl.demo.config import DemoConfig, load_config
 from exit_verl.demo.job import JobFailed, run_logged
 from exit_verl.demo.run_folder import CHECKPOINTS, latest_checkpoint
-from exit_verl.demo.train import eval_settings, same_eval_settings
+from exit_verl.demo.train import eval_settings
 from exit_verl.verl.checkpoint_layout import TRACKER, folder_step
 
 
@@ -52,17 +53,15 @@ def evaluate_run(
     except ValueError as e:
         raise ValueError(str(e)) from None
     wanted = eval_settings(cfg)
-    old_path = run_dir / "eval.json"
-    previous = json.loads(old_path.read_text()) if old_path.is_file() else {}
-    result: dict[str, Any] = {**previous, **wanted}
+    earlier = eval_file.find(eval_file.read(run_dir), wanted) or {}
     step = folder_step(checkpoint)
     log(f"evaluating step {step} of {run_dir.name}: K={cfg.eval.iterations}, n={cfg.eval.samples}")
-    result["trained"] = {"step": step, **_validate(cfg, run_dir, checkpoint, "trained", log)}
-    if previous.get("base") and same_eval_settings(previous, cfg):
+    results = {"trained": {"step": step, **_validate(cfg, run_dir, checkpoint, "trained", log)}}
+    if earlier.get("base"):
         log("base model: reusing the result in eval.json (same settings)")
     else:
-        result["base"] = base_result(cfg, run_dir, log=log)
-    old_path.write_text(json.dumps(result, indent=1))
+        results["base"] = base_result(cfg, run_dir, log=log)
+    result = eval_file.record(run_dir, wanted, results)
     plot_run(run_dir)
     return result
 

@@ -19,11 +19,11 @@ Run folder:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from exit_verl.demo import eval_file
 from exit_verl.demo import metrics as run_metrics
 from exit_verl.demo.command import model_path, train_command
 from exit_verl.demo.config import DemoConfig
@@ -101,28 +101,25 @@ def _train_job(
 
 
 def write_eval_and_plots(out: Path, cfg: DemoConfig) -> dict[str, Any]:
-    """eval.json from the run's validations (base: step 0, trained: the latest), then plots."""
+    """eval.json from the run's validations (base: step 0, trained: the latest), then plots.
+
+    Evaluations of the run with other settings (`exit-verl eval --samples 4`, say) are kept."""
     from exit_verl.demo.plots import plot_run
 
     steps = run_metrics.read_metrics(out / "metrics.jsonl")
     found = run_metrics.evaluations(steps)
-    result: dict[str, Any] = {
-        **eval_settings(cfg),
-        "max_training_depth": run_metrics.max_training_depth(steps),
-        "trained_steps": max(run_metrics.training_steps(steps), default=0),
-    }
+    results: dict[str, Any] = {}
     if 0 in found:
-        result["base"] = {"step": 0, **found[0]}
+        results["base"] = {"step": 0, **found[0]}
     trained = [s for s in found if s > 0]
     if trained:
-        result["trained"] = {"step": trained[-1], **found[trained[-1]]}
-    result["during_training"] = {str(s): found[s] for s in trained}
-    old = out / "eval.json"
-    if old.is_file():  # keep what `exit-verl eval` measured with other settings
-        previous = json.loads(old.read_text())
-        if "base" not in result and same_eval_settings(previous, cfg):
-            result["base"] = previous.get("base")
-    (out / "eval.json").write_text(json.dumps(result, indent=1))
+        results["trained"] = {"step": trained[-1], **found[trained[-1]]}
+    training = {
+        "max_training_depth": run_metrics.max_training_depth(steps),
+        "trained_steps": max(run_metrics.training_steps(steps), default=0),
+        "during_training": {str(s): found[s] for s in trained},
+    }
+    result = eval_file.record(out, eval_settings(cfg), results, training)
     plot_run(out)
     return result
 
@@ -139,8 +136,3 @@ def eval_settings(cfg: DemoConfig) -> dict[str, Any]:
         "domain": cfg.domain,
         **DOMAINS[cfg.domain].eval_settings(cfg),
     }
-
-
-def same_eval_settings(result: dict[str, Any], cfg: DemoConfig) -> bool:
-    """Whether a result in eval.json was evaluated with `cfg`'s settings."""
-    return all(result.get(k) == v for k, v in eval_settings(cfg).items())
