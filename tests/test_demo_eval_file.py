@@ -32,6 +32,8 @@ def test_evaluations_with_other_settings_live_side_by_side(tmp_path) -> None:
     assert greedy is not None and greedy["trained"] == _result(3, 0.2)
     assert greedy["base"] == _result(0, 0.1)
     assert eval_file.find(doc, {**GREEDY, "iterations": 6}) is None
+    assert eval_file.result(doc, GREEDY) == {**greedy, "trained_steps": 3}  # shaped like the top
+    assert eval_file.result(doc, {**GREEDY, "iterations": 6}) is None
 
 
 def test_the_same_settings_replace_only_their_own_results(tmp_path) -> None:

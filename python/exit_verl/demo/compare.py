@@ -87,11 +87,10 @@ def _finished(run_dir: Path, cfg: DemoConfig) -> dict[str, Any] | None:
     """The run's evaluation under the comparison's settings, if it is of the last step."""
     from exit_verl.demo.train import eval_settings
 
-    doc = eval_file.read(run_dir)
-    entry = eval_file.find(doc, eval_settings(cfg))
-    if not entry or (entry.get("trained") or {}).get("step") != cfg.steps:
+    result = eval_file.result(eval_file.read(run_dir), eval_settings(cfg))
+    if not result or (result.get("trained") or {}).get("step") != cfg.steps:
         return None
-    return {**{k: doc[k] for k in eval_file.TRAINING if k in doc}, **entry}
+    return result
 
 
 def _check_same_settings(run_dir: Path, cfg: DemoConfig) -> None:

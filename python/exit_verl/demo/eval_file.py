@@ -41,6 +41,13 @@ def find(doc: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any] | None
     return next((e for e in reversed(evaluations(doc)) if _same(e, settings)), None)
 
 
+def result(doc: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation made with `settings` with the training's figures, shaped like the top
+    level, or None."""
+    entry = find(doc, settings)
+    return None if entry is None else {**entry, **_training(doc)}
+
+
 def record(
     run_dir: Path,
     settings: dict[str, Any],
@@ -64,11 +71,14 @@ def record(
         if value:
             entry[name] = value
     others = [e for e in evaluations(doc) if not _same(e, settings)]
-    kept_training = {k: doc[k] for k in TRAINING if k in doc}
-    new = {**entry, **kept_training, **(training or {}), "evaluations": [*others, entry]}
+    new = {**entry, **_training(doc), **(training or {}), "evaluations": [*others, entry]}
     write_atomic(run_dir / EVAL_FILE, json.dumps(new, indent=1).encode())
     return new
 
 
 def _same(entry: dict[str, Any], settings: dict[str, Any]) -> bool:
     return all(entry.get(k) == v for k, v in settings.items())
+
+
+def _training(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: doc[k] for k in TRAINING if k in doc}
